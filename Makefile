@@ -1,0 +1,44 @@
+# td-networks: the two commands of the README.
+#   make book   set up (if needed), run every notebook at PROFILE (default quick) and build the book
+#   make test   set up (if needed), lint, type-check and run the test suite (notebooks at smoke)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+PYTEST_ARGS ?=
+export TDLIB_DATA ?= $(abspath ../shared/data)
+
+.PHONY: env browser-deps lint typecheck pytest test book sweep html bench clean-book
+
+env:
+	@VENV=$(VENV) bash scripts/setup_env.sh
+
+browser-deps:
+	@bash scripts/setup_browser.sh
+
+lint: env
+	$(VENV)/bin/ruff check tdlib tests benchmarks scripts notebooks
+
+typecheck: env
+	$(VENV)/bin/mypy
+
+pytest: env browser-deps
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+sweep: env
+	$(PY) -m tdlib sweep --profile $(PROFILE)
+
+html: env
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+book: sweep html
+	@echo "book: $(abspath _build/html/index.html)"
+
+bench: env
+	$(PY) -m benchmarks.run
+
+clean-book:
+	rm -rf _build book/executed

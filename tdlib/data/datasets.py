@@ -1,0 +1,305 @@
+"""The dataset registry and :func:`load_dataset`.
+
+All datasets are held in memory as uint8 tensors (the largest, Imagenette at 156 px, is ~0.7 GB
+for the full train split), so the training loop can move them to the GPU once and never wait for
+a loader. Images reach models as float tensors in [0, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tdlib.config import DataConfig
+from tdlib.data import sources
+from tdlib.data.root import cache_dir, data_root, offline
+from tdlib.data.transforms import BatchTransform, ImagenetteTrain, ShiftFlip
+from tdlib.errors import DataError, check_name
+from tdlib.io import atomic_write_bytes
+
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+IMAGENETTE_NAMES = {
+    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+    "n03888257": "parachute",
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static facts about a dataset."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    normalization: str  # "none" or "pixel_mean" (what the reference subtracts in the model)
+    layout: str  # what the offline mirror must hold, for error messages
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec("mnist", (1, 28, 28), 10, "none", "MNIST/raw/*-ubyte"),
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist", (1, 28, 28), 10, "none", "FashionMNIST/raw/*-ubyte"
+    ),
+    "cifar10": DatasetSpec(
+        "cifar10", (3, 32, 32), 10, "pixel_mean",
+        "cifar-10-batches-py/ (torchvision) or cifar10/{train,test}.npz",
+    ),
+    "cifar10_aug": DatasetSpec(
+        "cifar10_aug", (3, 32, 32), 10, "pixel_mean",
+        "cifar-10-batches-py/ (torchvision) or cifar10/{train,test}.npz",
+    ),
+    "imagenette": DatasetSpec(
+        "imagenette", (3, 128, 128), 10, "pixel_mean", "imagenette2-160/{train,val}/<wnid>/*.JPEG"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Images (uint8, N×C×H×W) and labels (int64, N) as tensors."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def images(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """Float images in [0, 1] (all, or ``index``)."""
+        x = self.x if index is None else self.x[index]
+        return x.float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class DatasetBundle:
+    """Train / validation / test splits of one dataset, with what a model needs to know.
+
+    Attributes:
+        spec: static facts (input shape, classes, normalisation of the reference).
+        classes: class names.
+        train, val, test: the splits (Imagenette's ``val`` folder is our ``test``).
+        pixel_mean: per-pixel mean (C×H×W, in [0, 1]) of the training split at model input size.
+        train_transform: the random augmentation applied to training batches (or ``None``).
+        input_shape: what the model receives (C, H, W).
+    """
+
+    spec: DatasetSpec
+    classes: tuple[str, ...]
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+    pixel_mean: torch.Tensor
+    train_transform: BatchTransform | None
+    input_shape: tuple[int, int, int]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def model_mean(self) -> torch.Tensor | None:
+        """The mean the model's first layer subtracts (``None`` where the reference uses none)."""
+        return self.pixel_mean if self.spec.normalization == "pixel_mean" else None
+
+
+# --------------------------------------------------------------------------- splitting
+def stratified_subset(y: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` seeded random samples of each class (all if ``None``), sorted."""
+    if per_class is None:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    keep: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        keep.append(rng.permutation(idx)[:per_class])
+    return np.sort(np.concatenate(keep))
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random (non-stratified, as the reference) train / validation index split."""
+    perm = np.random.default_rng(seed + 1).permutation(n)
+    n_val = round(fraction * n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _tensors(x: np.ndarray, y: np.ndarray) -> ArrayDataset:
+    return ArrayDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+
+
+# --------------------------------------------------------------------------- sources
+def _missing(cfg: DataConfig, root: Path, why: Exception) -> DataError:
+    spec = SPECS[cfg.dataset]
+    return DataError(
+        f"dataset {cfg.dataset!r} not found under data root {str(root)!r} ({why}). Expected "
+        f"{spec.layout} there. Fix: set TDLIB_DATA (or DATA_DIR / --data-root) to a folder in "
+        "that layout, or run once with internet access so torchvision can download it into "
+        f"{str(cache_dir() / 'data')!r}."
+    )
+
+
+def _download_allowed(cfg: DataConfig) -> bool:
+    return cfg.download and not offline()
+
+
+def _torchvision_download(name: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    import torchvision.datasets as tvd
+
+    target = cache_dir() / "data"
+    target.mkdir(parents=True, exist_ok=True)
+    if name in ("mnist", "fashion_mnist"):
+        cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+        ds = cls(str(target), train=train, download=True)
+        return ds.data.numpy()[:, None], ds.targets.numpy().astype(np.int64)
+    ds10 = tvd.CIFAR10(str(target), train=train, download=True)
+    return ds10.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds10.targets, dtype=np.int64)
+
+
+def _read_split(cfg: DataConfig, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    name = cfg.dataset
+    try:
+        if name in ("mnist", "fashion_mnist"):
+            arr = sources.read_idx_dataset(root, "MNIST" if name == "mnist" else "FashionMNIST",
+                                           train)
+            return arr.x, arr.y
+        if sources.cifar_pickles_present(root):
+            import torchvision.datasets as tvd
+
+            ds = tvd.CIFAR10(str(root), train=train, download=False)
+            return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64)
+        arr, _ = sources.read_cifar_npz(root, train)
+        return arr.x, arr.y
+    except DataError as exc:
+        if "checksum" in str(exc) or "truncated" in str(exc) or not _download_allowed(cfg):
+            if "checksum" in str(exc) or "truncated" in str(exc):
+                raise
+            raise _missing(cfg, root, exc) from exc
+        try:
+            return _torchvision_download(name, train)
+        except Exception as dl_exc:  # no network, server error, ...
+            raise _missing(cfg, root, dl_exc) from dl_exc
+
+
+def _imagenette_root(cfg: DataConfig, root: Path) -> Path:
+    if (root / "imagenette2-160").is_dir():
+        return root
+    if _download_allowed(cfg):
+        try:
+            import torchvision.datasets as tvd
+
+            target = cache_dir() / "data"
+            target.mkdir(parents=True, exist_ok=True)
+            tvd.Imagenette(str(target), split="train", size="160px", download=True)
+            return target
+        except Exception as exc:
+            raise _missing(cfg, root, exc) from exc
+    raise _missing(cfg, root, DataError("no imagenette2-160 folder"))
+
+
+def _decode_cached(files: list[Path], size: int) -> np.ndarray:
+    """Decode (and cache outside the data root) a list of images at ``size``²."""
+    key = hashlib.sha256(
+        ("\n".join(f"{f}:{f.stat().st_size}" for f in files) + f"|{size}").encode()
+    ).hexdigest()[:16]
+    path = cache_dir() / "decoded" / f"imagenette-{size}-{key}.npy"
+    if path.is_file():
+        try:
+            arr = np.load(path, allow_pickle=False)
+            if arr.shape == (len(files), 3, size, size):
+                return np.asarray(arr)
+        except (OSError, ValueError):
+            pass  # a corrupt cache entry is rebuilt below
+    arr = sources.decode_images(files, size)
+    try:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError:
+        pass  # the cache is an optimisation only
+    return arr
+
+
+# --------------------------------------------------------------------------- entry point
+def load_dataset(cfg: DataConfig | str, **overrides: object) -> DatasetBundle:
+    """Load a dataset's train / validation / test splits.
+
+    Args:
+        cfg: a :class:`DataConfig` or a dataset name (then ``overrides`` are DataConfig fields).
+
+    Raises:
+        UnknownNameError: unknown dataset name.
+        DataError: data root missing, files missing offline, checksum mismatch.
+    """
+    if isinstance(cfg, str):
+        cfg = DataConfig(dataset=cfg, **overrides)  # type: ignore[arg-type]
+    check_name("dataset", cfg.dataset, SPECS)
+    spec = SPECS[cfg.dataset]
+    root = data_root(cfg.root)
+    if cfg.dataset == "imagenette":
+        return _load_imagenette(cfg, spec, root)
+
+    x_tr, y_tr = _read_split(cfg, root, train=True)
+    x_te, y_te = _read_split(cfg, root, train=False)
+    sub = stratified_subset(y_tr, cfg.train_per_class, cfg.split_seed)
+    x_tr, y_tr = x_tr[sub], y_tr[sub]
+    tr_idx, va_idx = holdout_split(len(y_tr), cfg.val_fraction, cfg.split_seed)
+    te_idx = stratified_subset(y_te, cfg.test_per_class, cfg.split_seed)
+    train = _tensors(x_tr[tr_idx], y_tr[tr_idx])
+    if cfg.dataset in ("mnist", "fashion_mnist"):
+        classes = MNIST_CLASSES if cfg.dataset == "mnist" else FASHION_CLASSES
+        transform: BatchTransform | None = None
+    else:
+        classes = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+        transform = ShiftFlip(0.1) if cfg.dataset == "cifar10_aug" else None
+    return DatasetBundle(
+        spec=spec,
+        classes=classes,
+        train=train,
+        val=_tensors(x_tr[va_idx], y_tr[va_idx]),
+        test=_tensors(x_te[te_idx], y_te[te_idx]),
+        pixel_mean=train.images().mean(0),
+        train_transform=transform,
+        input_shape=spec.input_shape,
+    )
+
+
+def _load_imagenette(cfg: DataConfig, spec: DatasetSpec, root: Path) -> DatasetBundle:
+    base = _imagenette_root(cfg, root)
+    size = cfg.image_size or 128
+    resize = cfg.resize_size or round(size * 156 / 128)
+    tr_files, tr_y, wnids = sources.imagenette_files(base, "train")
+    te_files, te_y, _ = sources.imagenette_files(base, "val")
+    sub = stratified_subset(tr_y, cfg.train_per_class, cfg.split_seed)
+    tr_idx, va_idx = holdout_split(len(sub), cfg.val_fraction, cfg.split_seed)
+    train_sel, val_sel = sub[tr_idx], sub[va_idx]
+    te_sel = stratified_subset(te_y, cfg.test_per_class, cfg.split_seed)
+    train_x = _decode_cached([tr_files[i] for i in train_sel], resize)
+    val_x = _decode_cached([tr_files[i] for i in val_sel], size)
+    test_x = _decode_cached([te_files[i] for i in te_sel], size)
+    train = _tensors(train_x, tr_y[train_sel])
+    # mean of the training images at model input size (centre region of the stored resize)
+    off = (resize - size) // 2
+    mean = train.images()[:, :, off : off + size, off : off + size].mean(0)
+    return DatasetBundle(
+        spec=spec,
+        classes=tuple(IMAGENETTE_NAMES.get(w, w) for w in wnids),
+        train=train,
+        val=_tensors(val_x, tr_y[val_sel]),
+        test=_tensors(test_x, te_y[te_sel]),
+        pixel_mean=mean,
+        train_transform=ImagenetteTrain(size),
+        input_shape=(3, size, size),
+    )
+
+
