@@ -1,0 +1,243 @@
+"""Training: recipe details, resumption, checkpoint safety, reuse, data parallelism, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tdlib.config import TrainConfig, run_config
+from tdlib.errors import CheckpointError
+from tdlib.models import build_model
+from tdlib.training import (
+    decay_groups,
+    fit_or_load,
+    get_dataset,
+    load_checkpoint,
+    make_optimizer,
+    make_scheduler,
+    mean_std,
+    run_folder,
+    save_checkpoint,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def smoke_cfg(variant: str = "td", epochs: int = 2, seed: int = 0):  # type: ignore[no-untyped-def]
+    return run_config("mnist", "lenetfc", variant, profile="smoke", epochs=epochs, seed=seed)
+
+
+def test_one_step_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    model = build_model("lenetfc", "td")
+    data = get_dataset(smoke_cfg().data)
+    x, y = data.train.images()[:64], data.train.y[:64]
+    opt = make_optimizer(model, TrainConfig(epochs=1, lr=0.05))
+    model.train()
+    losses = []
+    for _ in range(2):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    model.eval()
+    with torch.no_grad():
+        after = float(F.cross_entropy(model(x), y))
+    model.train()
+    assert after < losses[0]
+
+
+def test_weight_decay_groups_follow_keras_semantics() -> None:
+    model = build_model("resnet32", "td")
+    groups = decay_groups(model, 5e-4)
+    kernels, rest = groups
+    assert kernels["weight_decay"] == pytest.approx(1e-3)  # Keras l2(wd) == torch decay 2 wd
+    assert rest["weight_decay"] == 0.0
+    n_kernel = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear))
+    assert len(kernels["params"]) == n_kernel  # type: ignore[arg-type]
+    ids = {id(p) for p in kernels["params"]}  # type: ignore[attr-defined]
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert id(m.weight) not in ids and id(m.bias) not in ids
+    total = sum(len(g["params"]) for g in groups)  # type: ignore[arg-type]
+    assert total == len(list(model.parameters()))
+    opt = make_optimizer(model, TrainConfig(epochs=1, weight_decay=5e-4))
+    assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+
+
+def test_scheduler_drops_at_ceil_half_and_four_fifths() -> None:
+    cfg = TrainConfig(epochs=10, lr=0.1)
+    model = torch.nn.Linear(2, 2)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.1] * 5 + [0.01] * 3 + [0.001] * 2)
+    assert lrs == pytest.approx([cfg.lr_at(e) for e in range(10)])
+
+
+def test_mean_std_uses_ddof_one() -> None:
+    m, s = mean_std([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and s == pytest.approx(1.2909944)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path: Path) -> None:
+    cfg = smoke_cfg(epochs=3)
+    full = fit_or_load(cfg, runs_root=tmp_path / "a", device="cpu", progress=False)
+    part = fit_or_load(cfg, runs_root=tmp_path / "b", device="cpu", progress=False, max_epochs=1)
+    folder = run_folder(cfg, 0, tmp_path / "b")
+    assert (folder / "checkpoint.pt").is_file() and not (folder / "DONE.json").exists()
+    assert len(json.loads((folder / "history.json").read_text())) == 1
+    resumed = fit_or_load(cfg, runs_root=tmp_path / "b", device="cpu", progress=False)
+    assert not resumed.reused and len(resumed.history) == 3
+    a, b = _weights(full.model), _weights(resumed.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.test_accuracy == full.test_accuracy
+    assert part.history[0] == resumed.history[0]
+
+
+def test_finished_run_is_reused(tmp_path: Path) -> None:
+    cfg = smoke_cfg(epochs=1)
+    first = fit_or_load(cfg, runs_root=tmp_path, device="cpu", progress=False)
+    again = fit_or_load(cfg, runs_root=tmp_path, device="cpu", progress=False)
+    assert again.reused and again.test_accuracy == first.test_accuracy
+    x = get_dataset(cfg.data).test.images()[:8]
+    with torch.no_grad():
+        assert torch.equal(first.model(x), again.model(x))
+    folder = run_folder(cfg, 0, tmp_path)
+    assert {p.name for p in folder.iterdir()} >= {"model.pt", "result.json", "DONE.json",
+                                                  "history.json", "history.csv"}
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path: Path) -> None:
+    a, b = smoke_cfg(epochs=2), smoke_cfg(epochs=2, seed=5)
+    fit_or_load(a, runs_root=tmp_path, device="cpu", progress=False, max_epochs=1)
+    src = run_folder(a, 0, tmp_path) / "checkpoint.pt"
+    dst = run_folder(b, 0, tmp_path) / "checkpoint.pt"
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(src.read_bytes())
+    with pytest.raises(CheckpointError, match="written for config .* not for this run's config"):
+        fit_or_load(b, runs_root=tmp_path, device="cpu", progress=False)
+    assert dst.is_file()  # nothing deleted
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    model = build_model("lenetfc", "td")
+    save_checkpoint(tmp_path / "c.pt", {"signature": "0" * 16, "config_hash": "x",
+                                        "model": model.state_dict()})
+    from tdlib.training import model_signature
+
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_checkpoint(tmp_path / "c.pt", signature=model_signature(model))
+
+
+def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
+    cfg = smoke_cfg(epochs=2)
+    fit_or_load(cfg, runs_root=tmp_path, device="cpu", progress=False, max_epochs=1)
+    ckpt = run_folder(cfg, 0, tmp_path) / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="unreadable .*truncated or corrupted.*delete it"):
+        fit_or_load(cfg, runs_root=tmp_path, device="cpu", progress=False)
+
+
+class Evil:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "evil.pt"
+    torch.save({"format": "tdlib-checkpoint-v1", "payload": Evil()}, p)
+    with pytest.raises(CheckpointError, match="arbitrary Python objects"):
+        load_checkpoint(p)
+    p.write_bytes(pickle.dumps({"a": Evil()}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(p)
+
+
+def test_cli_train_json(tmp_path: Path) -> None:
+    env = {**os.environ, "TDLIB_RUNS": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "tdlib", "train", "--dataset", "mnist", "--backbone", "lenetfc",
+         "--variant", "bu", "--profile", "smoke", "--json", "--device", "cpu"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    for key in ("test_accuracy", "val_accuracy", "epochs", "seconds", "params", "macs"):
+        assert key in res
+    assert res["params"] == 7670 and res["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--dataset", "mnsit", "--backbone", "lenetfc"], "unknown dataset 'mnsit'"),
+        (["--dataset", "mnist", "--backbone", "vgg"], "unknown backbone 'vgg'"),
+        (["--dataset", "mnist", "--backbone", "lenetfc", "--variant", "td_x"], "unknown variant"),
+        (["--dataset", "mnist", "--backbone", "lenetfc", "--profile", "huge"], "unknown profile"),
+        (["--dataset", "mnist", "--backbone", "lenetfc", "--epochs", "0"], "epochs must be"),
+        (["--dataset", "mnist", "--backbone", "lenetfc", "--device", "cuda:7"], "CUDA"),
+    ],
+)
+def test_cli_bad_input_one_clear_error(tmp_path: Path, args: list[str], fragment: str) -> None:
+    if "cuda:7" in args and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    env = {**os.environ, "TDLIB_RUNS": str(tmp_path / "runs")}
+    out = subprocess.run([sys.executable, "-m", "tdlib", "train", "--profile", "smoke", *args]
+                         if "--profile" not in args else
+                         [sys.executable, "-m", "tdlib", "train", *args],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], out.stderr
+    assert not (tmp_path / "runs" / "train").exists() or not any((tmp_path / "runs" / "train").rglob("*.pt"))
+
+
+def test_ddp_two_processes_keep_replicas_identical(tmp_path: Path) -> None:
+    env = {**os.environ, "TDLIB_RUNS": str(tmp_path), "OMP_NUM_THREADS": "1", "TDLIB_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "tdlib", "train", "--dataset", "mnist", "--backbone", "lenetfc", "--variant", "td",
+         "--profile", "smoke", "--epochs", "2", "--json", "--device", "cpu"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    objs = [json.loads(chunk) for chunk in _json_objects(out.stdout)]
+    assert len(objs) == 2  # both ranks report
+    assert all(o["replicas_identical"] and o["world_size"] == 2 for o in objs)
+    assert objs[0]["test_accuracy"] == objs[1]["test_accuracy"]
+    folders = list((tmp_path / "train").glob("*/rep0/DONE.json"))
+    assert len(folders) == 1  # same folder layout, written once by rank 0
+
+
+def _json_objects(text: str) -> list[str]:
+    objs, depth, start = [], 0, None
+    for i, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+            if depth == 1:
+                start = i
+        elif ch == "}":
+            depth -= 1
+            if depth == 0 and start is not None:
+                objs.append(text[start : i + 1])
+    return objs
