@@ -1,0 +1,37 @@
+"""Adversarial robustness (the paper's Exp 2): attacks, sweeps, curves and Fourier maps.
+
+Two protocols: ``paper`` reproduces the foolbox 2.2.1 semantics of the paper's runs (first hits of
+1000-step scans, the quadratic noise scaling, the v2 spatial grid, the Linf-driven S&P), and
+``minimal`` searches a per-sample minimal L2 adversarial. See ``docs``/attack-notes for details.
+
+Importing this package imports neither foolbox nor tqdm.
+"""
+
+from __future__ import annotations
+
+from tdlib.attacks.base import PROTOCOLS
+from tdlib.attacks.core import run_attack
+from tdlib.attacks.curves import DEFAULT_L2_BOUND, accuracy_loss_curve, attack_summary, curve_auc
+from tdlib.attacks.fourier import fourier_sensitivity
+from tdlib.attacks.registry import ATTACKS, LINF_ATTACKS, PAPER_ATTACKS, WHITEBOX_ATTACKS
+from tdlib.attacks.result import AttackResult, minimal_over_repetitions
+from tdlib.attacks.samples import select_examples
+from tdlib.attacks.sweep import robustness_sweep
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_L2_BOUND",
+    "LINF_ATTACKS",
+    "PAPER_ATTACKS",
+    "PROTOCOLS",
+    "WHITEBOX_ATTACKS",
+    "AttackResult",
+    "accuracy_loss_curve",
+    "attack_summary",
+    "curve_auc",
+    "fourier_sensitivity",
+    "minimal_over_repetitions",
+    "robustness_sweep",
+    "run_attack",
+    "select_examples",
+]

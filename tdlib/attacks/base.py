@@ -1,0 +1,39 @@
+"""What every attack implementation receives and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PROTOCOLS", "AttackContext", "AttackFn"]
+
+#: ``paper``: foolbox 2.2.1 semantics (first hits of fixed scans); ``minimal``: per-sample
+#: minimal L2 (foolbox 3 minimisation, full grid scans, bisection refinement).
+PROTOCOLS = ("paper", "minimal")
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """Settings of one :func:`~tdlib.attacks.run_attack` call, passed to each implementation."""
+
+    model: nn.Module
+    protocol: str
+    steps: int
+    epsilon: float | None
+    seed: int
+    device: torch.device
+    batch_size: int
+
+    @property
+    def eval_batch(self) -> int:
+        """Chunk size for forward passes over many candidates (no gradients)."""
+        return max(self.batch_size, 512)
+
+
+#: ``fn(ctx, x, y, index) -> (x_adv, found)``: ``x`` (n, C, H, W) clean-correct samples on
+#: ``ctx.device``, ``y`` their labels, ``index`` their positions in the whole input (for per-sample
+#: seeds). ``x_adv`` may be anything where ``found`` is False; the caller verifies and masks.
+AttackFn = Callable[[AttackContext, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]

@@ -1,0 +1,74 @@
+"""Fourier sensitivity heat map (Yin et al., NeurIPS 2019): error under single-frequency noise."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from tdlib.attacks.checks import check_eval_mode, check_inputs, predict, resolve_device
+from tdlib.errors import ConfigError
+
+__all__ = ["fourier_basis", "fourier_sensitivity"]
+
+
+def fourier_basis(h: int, w: int, i: int, j: int) -> Tensor:
+    """Real (H, W) Fourier basis image of frequency (i, j) (unshifted indices), unit L2 norm."""
+    spec = torch.zeros(h, w, dtype=torch.complex128)
+    spec[i % h, j % w] = 1.0
+    spec[-i % h, -j % w] = 1.0  # conjugate partner -> real image
+    img = torch.fft.ifft2(spec).real
+    norm = img.norm()
+    if norm == 0:  # cannot happen for integer frequencies, kept for safety
+        raise ConfigError(f"degenerate Fourier basis ({i}, {j}) for size {h}x{w}")
+    return (img / norm).float()
+
+
+@torch.no_grad()
+def fourier_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, size: int | None = None,
+                        eps: float = 4.0, batch_size: int = 128,
+                        device: torch.device | str | None = None, seed: int = 0) -> Tensor:
+    """Error rate of ``model`` under x + eps * r * U_ij (clipped to [0, 1]) per frequency (i, j).
+
+    As in Yin et al. (2019): U_ij is the real Fourier basis image of unit L2 norm; each sample and
+    channel gets a random sign r, and the channels share the norm so the whole perturbation has L2
+    norm ``eps`` before clipping. Frequencies are centred (``fftshift`` layout: the centre of the
+    map is the constant component, the borders the highest frequencies).
+
+    Args:
+        model: classifier in eval mode on [0, 1] inputs.
+        x: (N, C, H, W) inputs in [0, 1].
+        y: (N,) labels.
+        size: evaluate only the ``size`` x ``size`` lowest frequencies around the centre (cheap
+            preview); None = all H x W.
+        eps: L2 norm of each perturbation in [0, 1] pixel space.
+        batch_size: forward-pass batch size.
+        device: default the model's device.
+        seed: seed of the random signs.
+
+    Returns:
+        (size, size) (or (H, W)) float tensor of error rates in [0, 1] over all N samples, CPU.
+    """
+    check_eval_mode(model)
+    check_inputs(x, y)
+    dev = resolve_device(model, device)
+    n, c, h, w = x.shape
+    rows, cols = (h, w) if size is None else (min(size, h), min(size, w))
+    if rows < 1 or cols < 1 or not eps >= 0:
+        raise ConfigError(f"size must be >= 1 and eps >= 0; got {size}, {eps}")
+    gen = torch.Generator().manual_seed(seed)
+    signs = (torch.randint(0, 2, (n, c, 1, 1), generator=gen) * 2 - 1).float().to(dev)
+    xd, yd = x.detach().float().to(dev), y.detach().to(dev)
+    out = torch.zeros(rows, cols)
+    r0, c0 = h // 2 - rows // 2, w // 2 - cols // 2  # top-left of the window in shifted layout
+    for a in range(rows):
+        for b in range(cols):
+            i, j = r0 + a - h // 2, c0 + b - w // 2  # signed frequency
+            basis = fourier_basis(h, w, i, j).to(dev) * (eps / math.sqrt(c))
+            wrong = 0
+            for s in range(0, n, batch_size):
+                xp = (xd[s:s + batch_size] + signs[s:s + batch_size] * basis).clamp(0.0, 1.0)
+                wrong += int((predict(model, xp, batch_size) != yd[s:s + batch_size]).sum())
+            out[a, b] = wrong / max(n, 1)
+    return out

@@ -1,0 +1,119 @@
+"""Resumable robustness sweep: every (attack, repetition) saved atomically, then merged."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tdlib.attacks.core import run_attack
+from tdlib.attacks.curves import attack_summary
+from tdlib.attacks.registry import ATTACKS
+from tdlib.attacks.result import AttackResult, minimal_over_repetitions
+from tdlib.attacks.seeding import derive_seed
+from tdlib.errors import CheckpointError, ConfigError, check_name
+from tdlib.io import atomic_write_bytes, ensure_writable_dir, run_lock, write_json
+
+__all__ = ["SUMMARY_FILE", "rep_path", "rep_seed", "robustness_sweep"]
+
+SUMMARY_FILE = "summary.json"
+
+
+def rep_seed(seed: int, attack: str, rep: int) -> int:
+    """Seed of one repetition, derived from the base seed, the attack and the repetition."""
+    return derive_seed(seed, attack, rep)
+
+
+def rep_path(out_dir: str | Path, attack: str, rep: int) -> Path:
+    """File of one repetition: ``<out_dir>/<attack>/rep<rep>.pt``."""
+    return Path(out_dir) / attack / f"rep{rep}.pt"
+
+
+def _labels_digest(y: Tensor) -> str:
+    return hashlib.sha256(y.detach().cpu().long().numpy().tobytes()).hexdigest()[:16]
+
+
+def _save(path: Path, result: AttackResult, meta: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save({"result": result.to_state(), "meta": meta}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load(path: Path, meta: dict[str, Any]) -> AttackResult:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read attack result {path}: {exc}") from exc
+    if state.get("meta") != meta:
+        raise ConfigError(
+            f"{path} belongs to another sweep ({state.get('meta')} != {meta}); "
+            "use another out_dir or delete it"
+        )
+    return AttackResult.from_state(state["result"])
+
+
+def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *,
+                     out_dir: str | Path, reps: int = 3, protocol: str = "paper", seed: int = 0,
+                     batch_size: int = 128, device: torch.device | str | None = None,
+                     steps: int = 1000, progress: bool = True) -> dict[str, AttackResult]:
+    """Run each attack ``reps`` times, keep per sample the minimal L2, write a summary.
+
+    Each (attack, repetition) result is written to ``<out_dir>/<attack>/rep<r>.pt`` as soon as it
+    is computed (atomically) and reused when present, so an interrupted sweep reruns only what is
+    missing. Repetition seeds are derived from (``seed``, attack, r), so reruns are identical.
+    ``<out_dir>/summary.json`` maps each attack to :func:`attack_summary` of the merged result.
+
+    Args:
+        model: classifier in eval mode.
+        x: (N, C, H, W) inputs in [0, 1].
+        y: (N,) labels.
+        attacks: attack names (see :data:`ATTACKS`).
+        out_dir: results folder.
+        reps: repetitions per attack (the paper: 3).
+        protocol: ``"paper"`` or ``"minimal"``.
+        seed: base seed.
+        batch_size: see :func:`run_attack`.
+        device: see :func:`run_attack`.
+        steps: see :func:`run_attack`.
+        progress: show a tqdm bar.
+
+    Returns:
+        attack -> result merged with :func:`minimal_over_repetitions`.
+
+    Raises:
+        ConfigError: ``out_dir`` holds results of another configuration, or bad arguments.
+    """
+    for a in attacks:
+        check_name("attack", a, ATTACKS)
+    if reps < 1:
+        raise ConfigError(f"reps must be >= 1; got {reps}")
+    from tqdm.auto import tqdm
+
+    out = ensure_writable_dir(out_dir)
+    merged: dict[str, AttackResult] = {}
+    with run_lock(out), tqdm(total=len(attacks) * reps, disable=not progress,
+                             desc="attacks") as bar:
+        for attack in attacks:
+            results = []
+            for r in range(reps):
+                meta = {"attack": attack, "rep": r, "protocol": protocol, "seed": seed,
+                        "steps": steps, "n": int(x.shape[0]), "labels": _labels_digest(y)}
+                path = rep_path(out, attack, r)
+                bar.set_postfix_str(f"{attack} rep {r}")
+                if path.is_file():
+                    res = _load(path, meta)
+                else:
+                    res = run_attack(model, x, y, attack, protocol=protocol,
+                                     seed=rep_seed(seed, attack, r), batch_size=batch_size,
+                                     device=device, steps=steps)
+                    _save(path, res, meta)
+                results.append(res)
+                bar.update(1)
+            merged[attack] = minimal_over_repetitions(results)
+        write_json(out / SUMMARY_FILE, {a: attack_summary(m) for a, m in merged.items()})
+    return merged
