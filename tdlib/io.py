@@ -25,8 +25,16 @@ DEFAULT_RUNS_ENV = "TDLIB_RUNS"
 
 
 def default_runs_root() -> Path:
-    """Root of all run folders: ``$TDLIB_RUNS`` or ``./runs``."""
-    return Path(os.environ.get(DEFAULT_RUNS_ENV, "runs")).expanduser()
+    """Root of all run folders: ``$TDLIB_RUNS``; else ``runs/`` of the source checkout tdlib is
+    imported from (whatever the working directory, e.g. a notebook's folder); else
+    ``~/.cache/tdlib/runs``."""
+    env = os.environ.get(DEFAULT_RUNS_ENV)
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
+        return checkout / "runs"
+    return Path("~/.cache/tdlib/runs").expanduser()
 
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:

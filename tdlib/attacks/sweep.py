@@ -92,11 +92,11 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
         check_name("attack", a, ATTACKS)
     if reps < 1:
         raise ConfigError(f"reps must be >= 1; got {reps}")
-    from tqdm.auto import tqdm
+    from tdlib.progress import progress_bar
 
     out = ensure_writable_dir(out_dir)
     merged: dict[str, AttackResult] = {}
-    with run_lock(out), tqdm(total=len(attacks) * reps, disable=not progress,
+    with run_lock(out), progress_bar(len(attacks) * reps, enabled=progress,
                              desc="attacks") as bar:
         for attack in attacks:
             results = []

@@ -198,7 +198,9 @@ def _train(
     model = build_for(cfg, data).to(dev)
     params, macs = _count(model)
     signature = model_signature(model)
-    channels_last = tc.channels_last if tc.channels_last is not None else True
+    # channels_last pays off for the wide NIN/ResNet convs, not for LeNet's 1-32 channels
+    # (benchmarks/README.md has the measurements)
+    channels_last = tc.channels_last if tc.channels_last is not None else cfg.model.backbone != "lenetfc"
     amp = tc.amp if tc.amp is not None else dev.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

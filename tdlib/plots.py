@@ -1,0 +1,194 @@
+"""Plot primitives for the notebooks: data in, figure out (never shown or saved here).
+
+Interactive figures use plotly (they survive into the book's HTML); image grids use matplotlib.
+Colours follow the paper: BU red, TD green; TD_uni / TD_rev blue / purple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+COLORS = {"bu": "#d62728", "td": "#2ca02c", "td_uni": "#1f77b4", "td_rev": "#9467bd"}
+DASHES = {"lenetfc": "dot", "nin_light": "solid", "nin": "solid", "resnet32": "dash",
+          "resnet18_half": "solid"}
+
+
+def _go() -> Any:
+    import plotly.graph_objects as go
+
+    return go
+
+
+def learning_curves(rows: Sequence[Mapping[str, Any]], metric: str = "val_accuracy") -> Any:
+    """Per-epoch ``metric`` of every run, one panel per dataset."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig = make_subplots(rows=1, cols=max(len(datasets), 1), subplot_titles=datasets,
+                        shared_yaxes=True)
+    seen: set[str] = set()
+    runs: dict[tuple[str, str, str, int], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        runs.setdefault((r["dataset"], r["backbone"], r["variant"], r["rep"]), []).append(r)
+    for (d, b, v, rep), rs in runs.items():
+        name = f"{b}/{v}"
+        fig.add_trace(go.Scatter(
+            x=[r["epoch"] for r in rs], y=[100 * r[metric] for r in rs], mode="lines+markers",
+            name=name, legendgroup=name, showlegend=name not in seen,
+            line={"color": COLORS.get(v), "dash": DASHES.get(b, "solid")},
+            hovertext=f"{name} rep {rep}",
+        ), row=1, col=datasets.index(d) + 1)
+        seen.add(name)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=metric.replace("_", " ") + " (%)", col=1)
+    fig.update_layout(height=380, margin={"t": 40})
+    return fig
+
+
+def accuracy_bars(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Test accuracy mean ± std per model, the paper's value as a diamond where known."""
+    go = _go()
+    fig = go.Figure()
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == v]
+        fig.add_trace(go.Bar(
+            x=[f"{r['dataset']}<br>{r['backbone']}" for r in rs], y=[r["test_acc_mean"] for r in rs],
+            error_y={"type": "data", "array": [0 if np.isnan(r["test_acc_std"]) else r["test_acc_std"] for r in rs]},
+            name=v, marker_color=COLORS.get(v),
+        ))
+    paper = [r for r in rows if not np.isnan(r.get("paper_acc", np.nan))]
+    if paper:
+        fig.add_trace(go.Scatter(x=[f"{r['dataset']}<br>{r['backbone']}" for r in paper],
+                                 y=[r["paper_acc"] for r in paper], mode="markers",
+                                 marker={"symbol": "diamond", "size": 10, "color": "black"},
+                                 name="paper (read off figures)"))
+    fig.update_layout(barmode="group", yaxis_title="test accuracy (%)", height=400)
+    return fig
+
+
+def robustness_curves(curves: Sequence[Mapping[str, Any]], *, datasets: Sequence[str],
+                      attacks: Sequence[str], titles: Mapping[str, str] | None = None) -> Any:
+    """The paper's Exp 2 figure: test-accuracy loss (%) against L2, rows = datasets, cols = attacks."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    titles = titles or {}
+    fig = make_subplots(rows=len(datasets), cols=len(attacks), shared_yaxes=True,
+                        subplot_titles=[f"{d}: {titles.get(a, a)}" for d in datasets for a in attacks],
+                        vertical_spacing=0.08 if len(datasets) > 1 else 0.2)
+    groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
+    for c in curves:
+        groups.setdefault((c["dataset"], c["attack"], c["backbone"], c["variant"]), []).append(c)
+    seen: set[str] = set()
+    for (d, a, b, v), pts in groups.items():
+        if d not in datasets or a not in attacks:
+            continue
+        name = f"{b}/{v}"
+        fig.add_trace(go.Scatter(
+            x=[0.0] + [p["l2"] for p in pts], y=[0.0] + [p["loss"] for p in pts],
+            mode="lines", line={"shape": "hv", "color": COLORS.get(v), "dash": DASHES.get(b, "solid")},
+            name=name, legendgroup=name, showlegend=name not in seen,
+        ), row=list(datasets).index(d) + 1, col=list(attacks).index(a) + 1)
+        seen.add(name)
+    fig.update_xaxes(title_text="L2 distance")
+    fig.update_yaxes(title_text="accuracy loss (%)", col=1)
+    fig.update_layout(height=300 * len(datasets) + 80, margin={"t": 60})
+    return fig
+
+
+def grouped_bars(rows: Sequence[Mapping[str, Any]], *, x: str, y: str, color: str,
+                 facet: str | None = None, error: str | None = None, y_title: str = "") -> Any:
+    """Generic grouped bar chart (per-scale perturbation, localisation scores, ...)."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    facets = list(dict.fromkeys(r[facet] for r in rows)) if facet else [None]
+    fig = make_subplots(rows=1, cols=len(facets), subplot_titles=[str(f) for f in facets] if facet else None,
+                        shared_yaxes=True)
+    seen: set[str] = set()
+    for k, f in enumerate(facets):
+        sub = [r for r in rows if facet is None or r[facet] == f]
+        for c in dict.fromkeys(r[color] for r in sub):
+            rs = [r for r in sub if r[color] == c]
+            fig.add_trace(go.Bar(
+                x=[str(r[x]) for r in rs], y=[r[y] for r in rs], name=str(c), legendgroup=str(c),
+                showlegend=str(c) not in seen, marker_color=COLORS.get(str(c)),
+                error_y=None if error is None else {
+                    "type": "data", "array": [0 if not np.isfinite(r[error]) else r[error] for r in rs]},
+            ), row=1, col=k + 1)
+            seen.add(str(c))
+    fig.update_layout(barmode="group", height=380)
+    fig.update_yaxes(title_text=y_title, col=1)
+    return fig
+
+
+def architecture_profile(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
+    """Resolution (H) and width (channels) layer by layer, one line per model."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["resolution (H) per layer", "width (channels) per layer"])
+    for name, rows in tables.items():
+        v = name.split("/")[-1]
+        conv = [r for r in rows if r["height"] is not None]
+        for col, key in ((1, "height"), (2, "channels")):
+            fig.add_trace(go.Scatter(
+                x=list(range(1, len(conv) + 1)), y=[r[key] for r in conv], mode="lines+markers",
+                name=name, legendgroup=name, showlegend=col == 1,
+                line={"color": COLORS.get(v), "shape": "hv"},
+                hovertext=[r["name"] for r in conv],
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="layer (forward order)")
+    fig.update_layout(height=380)
+    return fig
+
+
+def heatmaps(maps: Mapping[str, torch.Tensor | np.ndarray], *, title: str = "", zmax: float | None = None) -> Any:
+    """Side-by-side heatmaps (e.g. Fourier error-rate maps of BU and TD)."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps))
+    for k, m in enumerate(maps.values()):
+        arr = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
+        fig.add_trace(go.Heatmap(z=arr, zmin=0, zmax=zmax, coloraxis="coloraxis"), row=1, col=k + 1)
+        fig.update_yaxes(autorange="reversed", row=1, col=k + 1)
+    fig.update_layout(title=title, height=360, coloraxis={"colorscale": "Viridis"})
+    return fig
+
+
+def image_rows(rows: Mapping[str, torch.Tensor], *, titles: Sequence[str] | None = None,
+               diff_rows: Sequence[str] = ()) -> Any:
+    """A matplotlib grid: one row per entry of ``rows`` ((N, C, H, W) in [0, 1]; difference rows
+    are shown with a diverging colour map)."""
+    import matplotlib.pyplot as plt
+
+    n = max(v.shape[0] for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n, 1.5 * len(rows)), squeeze=False)
+    for i, (name, imgs) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= imgs.shape[0]:
+                ax.axis("off")
+                continue
+            img = imgs[j].detach().cpu()
+            if name in diff_rows:
+                d = img.mean(0).numpy()
+                lim = max(float(np.abs(d).max()), 1e-6)
+                ax.imshow(d, cmap="seismic", vmin=-lim, vmax=lim)
+            else:
+                ax.imshow(img.permute(1, 2, 0).numpy().squeeze(), cmap="gray" if img.shape[0] == 1 else None,
+                          vmin=0, vmax=1)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if titles is not None and i == 0 and j < len(titles):
+                ax.set_title(titles[j], fontsize=7)
+    fig.tight_layout()
+    return fig
