@@ -226,3 +226,18 @@ def family_verdicts(table: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]
         out[family] = {"td_more_robust": td, "bu_more_robust": bu, "cases": len(rows),
                        "verdict": robustness_verdict(td, bu, expect_td_better=family != "spatial")}
     return out
+
+
+def example_images(runs: Sequence[RobustnessRun], attack: str, k: int = 6) -> dict[str, torch.Tensor]:
+    """Rows "<model> original / adversarial / difference" of ``k`` successful examples per run."""
+    from tdlib.attacks import select_examples
+
+    rows: dict[str, torch.Tensor] = {}
+    for r in runs:
+        if attack not in r.results:
+            continue
+        ex = select_examples(r.results[attack], k, x=r.x)
+        if len(ex["index"]):
+            for part in ("original", "adversarial", "difference"):
+                rows[f"{r.label} {part}"] = ex[part]
+    return rows
