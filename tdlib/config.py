@@ -168,6 +168,10 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation recipe (reference notes 3.1).
 
+    ``bn_recalibration`` (off in the paper's recipe, on in the CPU profiles) recomputes BatchNorm
+    statistics over the training images after every epoch; see
+    :func:`tdlib.training.engine.recalibrate_bn`.
+
     ``weight_decay`` has Keras ``l2`` semantics (``wd * sum(w**2)`` added to the loss on conv and
     linear kernels only); :mod:`tdlib.training` turns it into PyTorch decay ``2 * wd`` on those.
     """
@@ -180,6 +184,7 @@ class TrainConfig:
     nesterov: bool = True
     lr_drops: tuple[float, ...] = (0.5, 0.8)
     lr_factor: float = 0.1
+    bn_recalibration: bool = False
     repetitions: int = field(default=4, metadata={"hash": False})
     seed: int = 0
     eval_batch_size: int = field(default=500, metadata={"hash": False})
@@ -200,6 +205,7 @@ class TrainConfig:
                 f"TrainConfig.lr_drops must be a tuple of fractions in (0, 1), got {self.lr_drops!r}"
             )
         _float("TrainConfig", "lr_factor", self.lr_factor, low=0.0, low_open=True, high=1.0)
+        _bool("TrainConfig", "bn_recalibration", self.bn_recalibration)
         _int("TrainConfig", "repetitions", self.repetitions)
         _int("TrainConfig", "seed", self.seed, minimum=0)
         _int("TrainConfig", "eval_batch_size", self.eval_batch_size)
@@ -331,7 +337,7 @@ _PROFILES: dict[str, Profile] = {
         exp2_attacks=("salt_and_pepper", "additive_gaussian", "gaussian_blur", "spatial"),
     ),
     "quick": Profile(
-        name="quick", train_per_class=300, test_per_class=100, epochs=3, repetitions=2,
+        name="quick", train_per_class=400, test_per_class=100, epochs=4, repetitions=1,
         attack_samples=100, attack_repetitions=1, explain_images=100,
         imagenette_train_per_class=None, imagenette_val_per_class=20,
         imagenette_image_size=32, imagenette_resize_size=40, imagenette_epochs=4,
@@ -418,6 +424,6 @@ def run_config(
             repetitions = 1
     train = TrainConfig(
         epochs=n_epochs, lr=lr, weight_decay=wd, batch_size=batch,
-        repetitions=repetitions, seed=seed,
+        repetitions=repetitions, seed=seed, bn_recalibration=prof.name != "paper",
     )
     return RunConfig(data=data, model=ModelConfig(backbone, variant, pyramid, merge), train=train)

@@ -241,3 +241,20 @@ def _json_objects(text: str) -> list[str]:
             if depth == 0 and start is not None:
                 objs.append(text[start : i + 1])
     return objs
+
+
+def test_bn_recalibration_gives_exact_batch_statistics() -> None:
+    from tdlib.data import ArrayDataset
+    from tdlib.training.engine import recalibrate_bn
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3, momentum=0.01),
+                                torch.nn.Dropout(0.5))
+    x = (torch.rand(64, 1, 8, 8) * 255).to(torch.uint8)
+    data = ArrayDataset(x, torch.zeros(64, dtype=torch.long))
+    rng = torch.get_rng_state()
+    recalibrate_bn(model, data, device=torch.device("cpu"), batch_size=64)
+    assert torch.equal(rng, torch.get_rng_state())  # no randomness consumed (dropout stayed off)
+    feats = model[0](x.float() / 255)
+    assert torch.allclose(model[1].running_mean, feats.mean((0, 2, 3)), atol=1e-5)
+    assert model[1].momentum == 0.01 and model.training

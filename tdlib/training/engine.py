@@ -97,6 +97,47 @@ def train_epoch(
 
 
 @torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module,
+    data: ArrayDataset,
+    *,
+    device: torch.device,
+    batch_size: int = 500,
+    max_images: int = 2000,
+    channels_last: bool = False,
+    crop: int | None = None,
+) -> None:
+    """Recompute BatchNorm running statistics as exact averages over (up to ``max_images``)
+    training images, with every other layer (dropout included) in eval mode.
+
+    With Keras' BN momentum 0.99 the running statistics need thousands of steps to forget their
+    initial values; the CPU profiles train for a few hundred steps only, so their eval-mode
+    accuracy would measure that lag rather than the network. Deterministic (no randomness used).
+    ``crop``: centre-crop stored images to this size (Imagenette stores the larger resize).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over the batches
+        m.train()
+    n = min(len(data), max_images)
+    for start in range(0, n, batch_size):
+        x = data.x[start : min(start + batch_size, n)]
+        if crop is not None and x.shape[-1] != crop:
+            off = (x.shape[-1] - crop) // 2
+            x = x[..., off : off + crop, off : off + crop]
+        model(_to_input(x, device, channels_last))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: ArrayDataset,

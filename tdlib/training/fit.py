@@ -35,7 +35,7 @@ from tdlib.io import (
 from tdlib.progress import progress_bar
 from tdlib.training import distributed as dist_utils
 from tdlib.training.checkpoint import load_checkpoint, model_signature, save_checkpoint
-from tdlib.training.engine import evaluate, train_epoch
+from tdlib.training.engine import evaluate, recalibrate_bn, train_epoch
 from tdlib.training.optim import make_optimizer, make_scheduler
 from tdlib.utils import seed_everything, select_device, set_threads
 
@@ -232,6 +232,9 @@ def _train(
                              channels_last=channels_last, rank=rank, world=world, progress=bar)
             scheduler.step()
             dist_utils.sync_buffers(model, world)
+            if tc.bn_recalibration:
+                recalibrate_bn(model, data.train, device=dev, batch_size=tc.eval_batch_size,
+                               channels_last=channels_last, crop=data.input_shape[-1])
             va = evaluate(model, data.val, device=dev, batch_size=tc.eval_batch_size, amp=amp,
                           channels_last=channels_last)
             history.append({

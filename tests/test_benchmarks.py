@@ -1,0 +1,63 @@
+"""The benchmark suite's reduced mode writes a well-formed JSON report and Markdown (no timing checks)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    from benchmarks.run import main
+
+    out = tmp_path_factory.mktemp("bench")
+    with pytest.MonkeyPatch.context() as mp:  # the autouse env fixture is function-scoped
+        mp.setenv("TDLIB_DATA", str(data_root))
+        mp.setenv("TDLIB_OFFLINE", "1")
+        mp.setenv("TDLIB_CACHE", str(out / "cache"))
+        assert main(["--reduced", "--out", str(out), "--device", "cpu", "--profile-missed"]) == 0
+    return out
+
+
+def test_json_report_is_well_formed(reduced_run: Path) -> None:
+    report = json.loads((reduced_run / "report-cpu.json").read_text())
+    assert report["mode"] == "reduced"
+    assert report["machine"]["device"] == "cpu" and report["machine"]["threads"] >= 1
+    assert report["peak"]["peak_flops"] > 0
+    assert report["models"], "no model rows"
+    for row in report["models"]:
+        for key in ("train_ips", "infer_ips", "train_flops", "train_mfu", "macs"):
+            assert math.isfinite(row[key]) and row[key] > 0, key
+        assert row["mem_bytes"] >= 0 and row["mem_method"]
+    assert {r["variant"] for r in report["td_bu_ratios"]} <= {"td", "td_uni", "td_rev"}
+    assert all(r["mac_ratio"] > 0 and r["time_ratio"] > 0 for r in report["td_bu_ratios"])
+    assert {r["setting"] for r in report["variants"]} >= {"default"}
+    att = report["attacks"]["rows"]
+    assert att and all(r["batched_ips"] > 0 and r["loop_ips"] > 0 and r["samples"] > 0 for r in att)
+    assert report["data"] and all(r["ips"] > 0 for r in report["data"])
+    assert len(report["goals"]) == 3 and all(g["met"] in (True, False, None) for g in report["goals"])
+    missed = [g for g in report["goals"] if g["met"] is False]
+    assert len(report.get("profiles", [])) >= len(missed) > 0 or not missed
+    assert all("Name" in p["table"] for p in report.get("profiles", []))
+
+
+def test_markdown_is_well_formed(reduced_run: Path) -> None:
+    md = (reduced_run / "RESULTS.md").read_text()
+    assert md.startswith("# Benchmarks\n")
+    for heading in ("## Machine", "## Measured peak", "## Goals", "## Training step and inference per model",
+                    "## TD/BU cost", "## Settings", "## Attack sweep", "## Data pipeline"):
+        assert heading in md, heading
+    assert "python -m benchmarks.run --reduced" in md
+    # every table row has as many cells as its header
+    lines = md.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            width = lines[i - 1].count("|")
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("| "):
+                assert lines[j].count("|") == width, lines[j]
+                j += 1
+    assert md.count("```") % 2 == 0
