@@ -237,3 +237,32 @@ def test_sweep_resumes_and_writes_summary(net: nn.Module, batch: tuple[Tensor, T
     with pytest.raises(ConfigError, match="another sweep"):
         robustness_sweep(net, x, y, attacks, out_dir=tmp_path, reps=1, seed=5, steps=50,
                          progress=False)
+
+
+def test_batched_blur_and_contrast_match_foolbox(net: nn.Module, batch: tuple[Tensor, Tensor]) -> None:
+    """The early-exit scans give foolbox's per-sample answer (blur: same sigma schedule and filter;
+    contrast: foolbox 3 scans e = k/steps for k = 0..steps-1, ours k = 1..steps as foolbox 2)."""
+    from tdlib.attacks import fbox, linear
+    from tdlib.attacks.base import AttackContext
+
+    x, y = batch
+    net.eval()
+    ok = net(x).argmax(1) == y
+    x, y = x[ok], y[ok]
+    index = torch.arange(len(y))
+    ctx = AttackContext(model=net, protocol="paper", steps=50, epsilon=None, seed=0,
+                        device=torch.device("cpu"), batch_size=16)
+    ours, found = linear.gaussian_blur(ctx, x, y, index)
+    ref, ref_found = fbox.gaussian_blur(ctx, x, y, index)
+    assert torch.equal(found.cpu(), ref_found.cpu())
+    assert torch.allclose(ours[found], ref[found], atol=1e-5)
+    ours_c, found_c = linear.contrast_reduction(ctx, x, y, index)
+    # foolbox 3 with steps + 1 covers our grid e = k / steps shifted by one step
+    ref_c, ref_found_c = fbox.contrast_reduction(
+        AttackContext(model=net, protocol="paper", steps=50, epsilon=None, seed=0,
+                      device=torch.device("cpu"), batch_size=16), x, y, index)
+    assert torch.equal(found_c.cpu(), ref_found_c.cpu() | found_c.cpu())
+    l2_ours = (ours_c - x).flatten(1).norm(dim=1)[found_c]
+    l2_ref = (ref_c - x).flatten(1).norm(dim=1)[found_c]
+    assert torch.all(l2_ours >= l2_ref - 1e-5)  # one grid step later at most
+    assert torch.all(l2_ours <= l2_ref + (x - 0.5).flatten(1).norm(dim=1)[found_c] / 50 + 1e-5)

@@ -60,14 +60,22 @@ def run_foolbox(ctx: AttackContext, attack: Any, x: Tensor, y: Tensor, index: Te
 
 def gaussian_blur(ctx: AttackContext, x: Tensor, y: Tensor,
                   index: Tensor) -> tuple[Tensor, Tensor]:
-    """foolbox 3 GaussianBlurAttack(steps), sigma up to max(H, W): same scan as foolbox 2."""
+    """foolbox 3 GaussianBlurAttack(steps), sigma up to max(H, W): same scan as foolbox 2.
+
+    The registry uses the batched :func:`tdlib.attacks.linear.gaussian_blur` (same result per
+    sample, no work on samples already broken); this one is kept as its reference in the tests.
+    """
     fb = import_foolbox()
     return run_foolbox(ctx, fb.attacks.GaussianBlurAttack(steps=ctx.steps), x, y, index)
 
 
 def contrast_reduction(ctx: AttackContext, x: Tensor, y: Tensor,
                        index: Tensor) -> tuple[Tensor, Tensor]:
-    """foolbox 3 LinearSearchContrastReductionAttack(steps, target=0.5) (foolbox 2's scan)."""
+    """foolbox 3 LinearSearchContrastReductionAttack(steps, target=0.5).
+
+    Scans e = 0..(steps-1)/steps; the registry uses :func:`tdlib.attacks.linear.contrast_reduction`
+    (foolbox 2's e = 1/steps..1, batched with early exit); kept as a reference for the tests.
+    """
     fb = import_foolbox()
     attack = fb.attacks.LinearSearchContrastReductionAttack(steps=ctx.steps, target=0.5)
     return run_foolbox(ctx, attack, x, y, index)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from tdlib.attacks import fbox, noise, pixel, spatial, whitebox
+from tdlib.attacks import fbox, linear, noise, pixel, spatial, whitebox
 from tdlib.attacks.base import AttackFn
 
 __all__ = ["ATTACKS", "FOOLBOX_BACKED", "LINF_ATTACKS", "PAPER_ATTACKS", "WHITEBOX_ATTACKS"]
@@ -26,8 +26,8 @@ ATTACKS: MappingProxyType[str, AttackFn] = MappingProxyType({
     "additive_gaussian": noise.additive_gaussian,
     "additive_uniform": noise.additive_uniform,
     "blended_uniform": fbox.blended_uniform,
-    "gaussian_blur": fbox.gaussian_blur,
-    "contrast_reduction": fbox.contrast_reduction,
+    "gaussian_blur": linear.gaussian_blur,
+    "contrast_reduction": linear.contrast_reduction,
     "spatial": spatial.spatial,
     "shifts": spatial.shifts,
     "fgsm": whitebox.fgsm,
@@ -37,8 +37,6 @@ ATTACKS: MappingProxyType[str, AttackFn] = MappingProxyType({
 
 #: Which attacks run (at least partly) through foolbox 3 under each protocol.
 FOOLBOX_BACKED: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
-    "paper": ("pointwise", "blended_uniform", "gaussian_blur", "contrast_reduction", "l2_pgd",
-              "cw", "fgsm"),
-    "minimal": ("salt_and_pepper", "pointwise", "blended_uniform", "gaussian_blur",
-                "contrast_reduction", "l2_pgd", "cw", "fgsm"),
+    "paper": ("pointwise", "blended_uniform", "l2_pgd", "cw", "fgsm"),
+    "minimal": ("salt_and_pepper", "pointwise", "blended_uniform", "l2_pgd", "cw", "fgsm"),
 })
