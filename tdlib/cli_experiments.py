@@ -32,9 +32,10 @@ def cmd_robustness(a: argparse.Namespace) -> int:
         return 0
     print(f"{run.label} on {a.dataset}: clean accuracy "
           f"{100 * run.model_run.test_accuracy:.2f}% (test set), {len(run.y)} attacked samples")
-    print(f"{'attack':20s}{'success %':>10s}{'median L2':>11s}{'AUC':>8s}")
+    print(f"{'attack':20s}{'success %':>10s}{'median L2':>11s}{'AUC':>8s}{'seconds':>9s}")
     for r in rows:
-        print(f"{r['attack']:20s}{r['success_rate']:10.1f}{r['median_l2']:11.3f}{r['auc']:8.3f}")
+        print(f"{r['attack']:20s}{r['success_rate']:10.1f}{r['median_l2']:11.3f}{r['auc']:8.3f}"
+              f"{r['seconds']:9.1f}")
     return 0
 
 

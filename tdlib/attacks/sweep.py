@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,13 @@ def _labels_digest(y: Tensor) -> str:
     return hashlib.sha256(y.detach().cpu().long().numpy().tobytes()).hexdigest()[:16]
 
 
-def _save(path: Path, result: AttackResult, meta: dict[str, Any]) -> None:
+def _save(path: Path, result: AttackResult, meta: dict[str, Any], seconds: float) -> None:
     buf = io.BytesIO()
-    torch.save({"result": result.to_state(), "meta": meta}, buf)
+    torch.save({"result": result.to_state(), "meta": meta, "seconds": seconds}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load(path: Path, meta: dict[str, Any]) -> AttackResult:
+def _load(path: Path, meta: dict[str, Any]) -> tuple[AttackResult, float]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -54,7 +55,7 @@ def _load(path: Path, meta: dict[str, Any]) -> AttackResult:
             f"{path} belongs to another sweep ({state.get('meta')} != {meta}); "
             "use another out_dir or delete it"
         )
-    return AttackResult.from_state(state["result"])
+    return AttackResult.from_state(state["result"]), float(state.get("seconds", float("nan")))
 
 
 def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *,
@@ -96,6 +97,7 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
 
     out = ensure_writable_dir(out_dir)
     merged: dict[str, AttackResult] = {}
+    seconds: dict[str, float] = {}
     with run_lock(out), progress_bar(len(attacks) * reps, enabled=progress,
                              desc="attacks") as bar:
         for attack in attacks:
@@ -106,14 +108,18 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
                 path = rep_path(out, attack, r)
                 bar.set_postfix_str(f"{attack} rep {r}")
                 if path.is_file():
-                    res = _load(path, meta)
+                    res, secs = _load(path, meta)
                 else:
+                    t0 = time.perf_counter()
                     res = run_attack(model, x, y, attack, protocol=protocol,
                                      seed=rep_seed(seed, attack, r), batch_size=batch_size,
                                      device=device, steps=steps)
-                    _save(path, res, meta)
+                    secs = time.perf_counter() - t0
+                    _save(path, res, meta, secs)
+                seconds[attack] = seconds.get(attack, 0.0) + secs
                 results.append(res)
                 bar.update(1)
             merged[attack] = minimal_over_repetitions(results)
-        write_json(out / SUMMARY_FILE, {a: attack_summary(m) for a, m in merged.items()})
+        write_json(out / SUMMARY_FILE, {a: {**attack_summary(m), "seconds": seconds[a], "reps": reps}
+                                        for a, m in merged.items()})
     return merged

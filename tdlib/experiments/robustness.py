@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import torch
 from tdlib.attacks import AttackResult, accuracy_loss_curve, attack_summary, robustness_sweep
 from tdlib.config import AttackConfig, RunConfig, as_tuple, config_hash, get_profile, run_config
 from tdlib.errors import ConfigError
-from tdlib.io import run_dir
+from tdlib.io import read_json, run_dir
 from tdlib.models.base import TDLibModel
 from tdlib.training import RunResult, fit_or_load, get_dataset
 
@@ -34,6 +34,7 @@ class RobustnessRun:
     y: torch.Tensor
     results: dict[str, AttackResult]
     folder: Path
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -44,8 +45,8 @@ class RobustnessRun:
         c = self.model_run.config
         return [
             {"dataset": c.data.dataset, "backbone": c.model.backbone, "variant": c.model.variant,
-             **attack_summary(r)}
-            for r in self.results.values()
+             **attack_summary(r), "seconds": self.seconds.get(a, float("nan"))}
+            for a, r in self.results.items()
         ]
 
     def curves(self) -> list[dict[str, Any]]:
@@ -93,7 +94,9 @@ def attack_model(
     results = robustness_sweep(model, x, y, acfg.attacks, out_dir=folder, reps=reps,
                                protocol=protocol, seed=seed, batch_size=acfg.batch_size,
                                device=device if device != "auto" else None, progress=progress)
-    return RobustnessRun(run, x, y, results, folder)
+    summary = read_json(folder / "summary.json")
+    seconds = {a: float(v.get("seconds", float("nan"))) for a, v in summary.items()}
+    return RobustnessRun(run, x, y, results, folder, seconds)
 
 
 def robustness_grid(
