@@ -79,7 +79,8 @@ def robustness_curves(curves: Sequence[Mapping[str, Any]], *, datasets: Sequence
     go = _go()
     titles = titles or {}
     fig = make_subplots(rows=len(datasets), cols=len(attacks), shared_yaxes=True,
-                        subplot_titles=[f"{d}: {titles.get(a, a)}" for d in datasets for a in attacks],
+                        column_titles=[titles.get(a, a).replace(": ", ":<br>") for a in attacks],
+                        row_titles=list(datasets), horizontal_spacing=0.03,
                         vertical_spacing=0.08 if len(datasets) > 1 else 0.2)
     groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
     for c in curves:
@@ -95,9 +96,11 @@ def robustness_curves(curves: Sequence[Mapping[str, Any]], *, datasets: Sequence
             name=name, legendgroup=name, showlegend=name not in seen,
         ), row=list(datasets).index(d) + 1, col=list(attacks).index(a) + 1)
         seen.add(name)
-    fig.update_xaxes(title_text="L2 distance")
+    fig.update_annotations(font_size=11)
+    fig.update_xaxes(title_text="L2", row=len(datasets))
     fig.update_yaxes(title_text="accuracy loss (%)", col=1)
-    fig.update_layout(height=300 * len(datasets) + 80, margin={"t": 60})
+    fig.update_layout(height=260 * len(datasets) + 120, margin={"t": 70, "l": 60, "r": 40},
+                      legend={"orientation": "h", "y": -0.12})
     return fig
 
 
@@ -191,4 +194,5 @@ def image_rows(rows: Mapping[str, torch.Tensor], *, titles: Sequence[str] | None
             if titles is not None and i == 0 and j < len(titles):
                 ax.set_title(titles[j], fontsize=7)
     fig.tight_layout()
+    plt.close(fig)  # returned for display; an open pyplot figure would be shown a second time
     return fig

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from tdlib.attacks.core import run_attack
 from tdlib.attacks.curves import attack_summary
-from tdlib.attacks.registry import ATTACKS
+from tdlib.attacks.registry import ATTACKS, WHITEBOX_ATTACKS
 from tdlib.attacks.result import AttackResult, minimal_over_repetitions
 from tdlib.attacks.seeding import derive_seed
 from tdlib.errors import CheckpointError, ConfigError, check_name
@@ -61,7 +61,8 @@ def _load(path: Path, meta: dict[str, Any]) -> tuple[AttackResult, float]:
 def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *,
                      out_dir: str | Path, reps: int = 3, protocol: str = "paper", seed: int = 0,
                      batch_size: int = 128, device: torch.device | str | None = None,
-                     steps: int = 1000, progress: bool = True) -> dict[str, AttackResult]:
+                     steps: int = 1000, whitebox_steps: int = 100,
+                     progress: bool = True) -> dict[str, AttackResult]:
     """Run each attack ``reps`` times, keep per sample the minimal L2, write a summary.
 
     Each (attack, repetition) result is written to ``<out_dir>/<attack>/rep<r>.pt`` as soon as it
@@ -80,7 +81,8 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
         seed: base seed.
         batch_size: see :func:`run_attack`.
         device: see :func:`run_attack`.
-        steps: see :func:`run_attack`.
+        steps: see :func:`run_attack` (scan length of the paper's attacks: 1000 as foolbox 2).
+        whitebox_steps: iterations of the gradient attacks (PGD/DDN, C&W, FGSM scan).
         progress: show a tqdm bar.
 
     Returns:
@@ -103,8 +105,9 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
         for attack in attacks:
             results = []
             for r in range(reps):
+                n_steps = whitebox_steps if attack in WHITEBOX_ATTACKS else steps
                 meta = {"attack": attack, "rep": r, "protocol": protocol, "seed": seed,
-                        "steps": steps, "n": int(x.shape[0]), "labels": _labels_digest(y)}
+                        "steps": n_steps, "n": int(x.shape[0]), "labels": _labels_digest(y)}
                 path = rep_path(out, attack, r)
                 bar.set_postfix_str(f"{attack} rep {r}")
                 if path.is_file():
@@ -113,7 +116,7 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
                     t0 = time.perf_counter()
                     res = run_attack(model, x, y, attack, protocol=protocol,
                                      seed=rep_seed(seed, attack, r), batch_size=batch_size,
-                                     device=device, steps=steps)
+                                     device=device, steps=n_steps)
                     secs = time.perf_counter() - t0
                     _save(path, res, meta, secs)
                 seconds[attack] = seconds.get(attack, 0.0) + secs

@@ -40,6 +40,8 @@ CLAIMS: dict[str, str] = {
 
 #: Accuracy gap (points) within which "TD ≈ BU" is said to hold.
 ACCURACY_TOLERANCE = 1.0
+#: Below this accuracy (%, 10 classes) a model is too close to chance for any verdict.
+CHANCE_GUARD = 20.0
 
 
 def results_path(name: str, profile: str, runs_root: str | Path | None = None) -> Path:
@@ -65,9 +67,15 @@ def load_all_results(profile: str, runs_root: str | Path | None = None) -> dict[
 
 def accuracy_verdict(bu: float, td: float, bu_std: float = math.nan, td_std: float = math.nan,
                      tolerance: float = ACCURACY_TOLERANCE) -> str:
-    """``holds`` when |TD − BU| (points) is within ``tolerance`` or within the combined std."""
+    """``holds`` when |TD − BU| (points) is within ``tolerance`` or within the combined std.
+
+    When both models are near chance (below 20% on these 10-class tasks) the comparison says
+    nothing about the claim: "not measured at this scale".
+    """
     if math.isnan(bu) or math.isnan(td):
         return "not measured"
+    if max(bu, td) < CHANCE_GUARD:
+        return "not measured at this scale (models near chance)"
     spread = math.hypot(0.0 if math.isnan(bu_std) else bu_std, 0.0 if math.isnan(td_std) else td_std)
     gap = td - bu
     if abs(gap) <= max(tolerance, 2 * spread):

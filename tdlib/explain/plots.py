@@ -133,4 +133,5 @@ def plot_cam_grid(
             if col == 0:
                 axes[row0 + k, col].set_ylabel(labels[k], fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # returned for display; an open pyplot figure would be shown a second time
     return fig
