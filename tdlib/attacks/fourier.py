@@ -60,15 +60,15 @@ def fourier_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, size: int | N
     gen = torch.Generator().manual_seed(seed)
     signs = (torch.randint(0, 2, (n, c, 1, 1), generator=gen) * 2 - 1).float().to(dev)
     xd, yd = x.detach().float().to(dev), y.detach().to(dev)
-    out = torch.zeros(rows, cols)
     r0, c0 = h // 2 - rows // 2, w // 2 - cols // 2  # top-left of the window in shifted layout
-    for a in range(rows):
-        for b in range(cols):
-            i, j = r0 + a - h // 2, c0 + b - w // 2  # signed frequency
-            basis = fourier_basis(h, w, i, j).to(dev) * (eps / math.sqrt(c))
-            wrong = 0
-            for s in range(0, n, batch_size):
-                xp = (xd[s:s + batch_size] + signs[s:s + batch_size] * basis).clamp(0.0, 1.0)
-                wrong += int((predict(model, xp, batch_size) != yd[s:s + batch_size]).sum())
-            out[a, b] = wrong / max(n, 1)
-    return out
+    freqs = [(r0 + a - h // 2, c0 + b - w // 2) for a in range(rows) for b in range(cols)]  # signed
+    errors = torch.zeros(len(freqs))
+    # many frequencies per forward pass: (F, N) perturbed images at a time
+    per_chunk = max(1, (max(batch_size, 1024)) // max(n, 1))
+    for f0 in range(0, len(freqs), per_chunk):
+        chunk = freqs[f0:f0 + per_chunk]
+        bases = torch.stack([fourier_basis(h, w, i, j) for i, j in chunk]).to(dev) * (eps / math.sqrt(c))
+        xp = (xd[None] + signs[None] * bases[:, None, None]).clamp(0.0, 1.0)  # (F, N, C, H, W)
+        pred = predict(model, xp.reshape(-1, c, h, w), max(batch_size, 1024)).view(len(chunk), n)
+        errors[f0:f0 + len(chunk)] = (pred != yd[None]).float().mean(1).cpu()
+    return errors.view(rows, cols)
