@@ -62,13 +62,17 @@ def fourier_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, size: int | N
     xd, yd = x.detach().float().to(dev), y.detach().to(dev)
     r0, c0 = h // 2 - rows // 2, w // 2 - cols // 2  # top-left of the window in shifted layout
     freqs = [(r0 + a - h // 2, c0 + b - w // 2) for a in range(rows) for b in range(cols)]  # signed
-    errors = torch.zeros(len(freqs))
+    # U_ij and U_-i-j are the same real image (conjugate pair): evaluate each pair once
+    key = [min((i % h, j % w), (-i % h, -j % w)) for i, j in freqs]
+    unique = sorted(set(key))
+    errors = torch.zeros(len(unique))
     # many frequencies per forward pass: (F, N) perturbed images at a time
     per_chunk = max(1, (max(batch_size, 1024)) // max(n, 1))
-    for f0 in range(0, len(freqs), per_chunk):
-        chunk = freqs[f0:f0 + per_chunk]
+    for f0 in range(0, len(unique), per_chunk):
+        chunk = unique[f0:f0 + per_chunk]
         bases = torch.stack([fourier_basis(h, w, i, j) for i, j in chunk]).to(dev) * (eps / math.sqrt(c))
         xp = (xd[None] + signs[None] * bases[:, None, None]).clamp(0.0, 1.0)  # (F, N, C, H, W)
         pred = predict(model, xp.reshape(-1, c, h, w), max(batch_size, 1024)).view(len(chunk), n)
         errors[f0:f0 + len(chunk)] = (pred != yd[None]).float().mean(1).cpu()
-    return errors.view(rows, cols)
+    index = {k: t for t, k in enumerate(unique)}
+    return errors[[index[k] for k in key]].view(rows, cols)
