@@ -97,10 +97,10 @@ def claims_table(saved: dict[str, Any], profile: str) -> list[dict[str, str]]:
 
 def claims_markdown(rows: list[dict[str, str]]) -> str:
     """The claims table as a Markdown table (wraps in the book's column, unlike a wide HTML table)."""
-    cols = ["claim", "paper", "ours", "verdict"]
+    cols = ["claim", "verdict", "ours", "paper"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [str(r[c]).replace("|", "\\|").replace("\n", " ") for c in cols]
-        cells[-1] = f"**{cells[-1]}**"
+        cells[1] = f"**{cells[1]}**"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
