@@ -21,6 +21,7 @@ def _victim(device: torch.device, *, train_steps: int, n_samples: int) -> tuple[
     from tdlib.data import load_dataset
     from tdlib.models import build_model
     from tdlib.training import make_optimizer, train_epoch
+    from tdlib.training.engine import recalibrate_bn
 
     torch.manual_seed(0)
     bundle = load_dataset("mnist", train_per_class=max(13 * train_steps, 50), test_per_class=50)
@@ -33,6 +34,8 @@ def _victim(device: torch.device, *, train_steps: int, n_samples: int) -> tuple[
         sub = type(bundle.train)(bundle.train.x[:n], bundle.train.y[:n])
         train_epoch(model, sub, opt, batch_size=128, generator=gen, device=device)
         done += -(-n // 128)
+    # BN statistics after a few steps lag far behind (momentum 0.01): recompute them, as the CPU profiles do
+    recalibrate_bn(model, bundle.train, device=device)
     model.eval()
     x, y = bundle.test.images(), bundle.test.y
     with torch.no_grad():
@@ -49,10 +52,10 @@ def attack_sweep(device: torch.device, *, reduced: bool, steps: int | None = Non
     """
     from tdlib.attacks import run_attack
 
-    n = 4 if reduced else 8
+    n = 4 if reduced else 64
     steps = steps if steps is not None else (20 if reduced else 100)
     attacks = REDUCED_ATTACKS if reduced else FULL_ATTACKS
-    model, x, y, acc = _victim(device, train_steps=5 if reduced else 30, n_samples=n)
+    model, x, y, acc = _victim(device, train_steps=5 if reduced else 60, n_samples=n)
     log(f"attacks: LeNetFC-BU clean accuracy {acc:.2f}; {len(x)} samples, {steps} steps")
     rows = []
     for name in attacks:
