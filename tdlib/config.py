@@ -326,6 +326,9 @@ class Profile:
     #: attacks of the Exp 2 main figure (foolbox 3's Pointwise costs ~2 s per image on a CPU, so
     #: the CPU profiles show its initialisation, salt-and-pepper, in the "correlated" column)
     exp2_attacks: tuple[str, ...] = ("pointwise", "additive_gaussian", "gaussian_blur", "spatial")
+    #: images attacked in the per-scale study (notebook 03; its scans run on the 9x costlier
+    #: NIN TD models); None = as ``attack_samples``
+    scale_attack_samples: int | None = None
 
 
 _PROFILES: dict[str, Profile] = {
@@ -342,6 +345,7 @@ _PROFILES: dict[str, Profile] = {
         imagenette_train_per_class=None, imagenette_val_per_class=20,
         imagenette_image_size=32, imagenette_resize_size=40, imagenette_epochs=4,
         exp2_attacks=("salt_and_pepper", "additive_gaussian", "gaussian_blur", "spatial"),
+        scale_attack_samples=40,
     ),
     "paper": Profile(
         name="paper", train_per_class=None, test_per_class=None, epochs=None, repetitions=None,
