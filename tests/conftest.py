@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,3 +38,13 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("TDLIB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("TDLIB_RUNS", str(tmp_path_factory.getbasetemp() / "runs-default"))
     monkeypatch.setenv("TDLIB_PROGRESS", "off")
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """Run many tiny CPU ops on one thread: on a busy 2-core machine OpenMP's thread hand-offs
+    dominate (measured ~6x slower with 2 threads under load); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -3,8 +3,6 @@ multi-input equivalence, scale ablation, validation and hook points."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,15 +25,7 @@ from tdlib.models.layers import Conv2dSame, MaxPool2dSame, ResolutionMerge, tf_s
 from tdlib.models.spec import get_spec, td_stages
 from tdlib.models.summary import count_macs, count_params
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Run these many tiny CPU ops on one thread: on a busy 2-core machine OpenMP's thread
-    hand-offs dominate (measured ~6x slower with 2 threads under load); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # reference-notes.md section 1.7: (trainable params, Keras total incl. BN moving stats, MACs)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,15 +9,7 @@ import torch.nn.functional as F
 from tdlib.errors import ConfigError, UnknownNameError
 from tdlib.models.pyramid import PYRAMIDS, Pyramid, tf_gaussian_matrix
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Run these many tiny CPU ops on one thread: on a busy 2-core machine OpenMP's thread
-    hand-offs dominate (measured ~6x slower with 2 threads under load); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # fmt: off
