@@ -21,7 +21,7 @@ from tdlib.models import (
     model_summary,
     summarize_all,
 )
-from tdlib.models.layers import Conv2dSame, MaxPool2dSame, ResolutionMerge, tf_same_padding
+from tdlib.models.layers import Conv2dSame, Dropout, MaxPool2dSame, ResolutionMerge, tf_same_padding
 from tdlib.models.spec import get_spec, td_stages
 from tdlib.models.summary import count_macs, count_params
 
@@ -362,9 +362,9 @@ def test_batchnorm_and_init_follow_reference() -> None:
         assert bns and all(m.momentum == mom and m.eps == eps for m in bns)
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         assert all(c.bias is not None and torch.all(c.bias == 0) for c in convs)
-    dropouts = [m for m in build_model("nin_light", "td").modules() if isinstance(m, nn.Dropout)]
+    dropouts = [m for m in build_model("nin_light", "td").modules() if isinstance(m, Dropout)]
     assert len(dropouts) == 2 and all(d.p == 0.5 for d in dropouts)
-    assert not any(isinstance(m, nn.Dropout) for m in build_model("lenetfc", "bu").modules())
+    assert not any(isinstance(m, Dropout | nn.Dropout) for m in build_model("lenetfc", "bu").modules())
     w = build_model("resnet32", "bu").stem.weight
     assert abs(float(w.detach().std()) - (2 / w[0].numel()) ** 0.5) < 0.3 * (2 / w[0].numel()) ** 0.5
 
@@ -379,6 +379,9 @@ def test_tf_same_padding_is_bottom_right() -> None:
     x = torch.rand(1, 1, 8, 8)
     ref = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2)
     torch.testing.assert_close(conv(x), ref)
+    same = Conv2dSame(3, 4, 5)  # stride 1, odd kernel: padded natively, same result as F.pad
+    x = torch.rand(2, 3, 9, 9)
+    torch.testing.assert_close(same(x), F.conv2d(F.pad(x, (2, 2, 2, 2)), same.weight, same.bias))
     pool = MaxPool2dSame(3, 2)
     y = pool(-torch.ones(1, 1, 4, 4))
     assert y.shape == (1, 1, 2, 2) and torch.all(y == -1)  # padding never wins
@@ -397,3 +400,37 @@ def test_runs_on_cuda() -> None:
             torch.testing.assert_close(out.cpu(), cpu.eval()(x), atol=1e-3, rtol=1e-3)
         summary = model_summary(model)
         assert summary["params"] == REFERENCE[(backbone, variant)][0]
+
+
+# -- dropout ------------------------------------------------------------------------------
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dropout_keeps_one_minus_p_scaled_and_backprops_the_same_mask(channels_last: bool) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(64, 8, 12, 12) + 0.5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    drop = Dropout(0.5).train()
+    y = drop(x)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.5) < 0.01
+    torch.testing.assert_close(y[kept], 2 * x.detach()[kept])
+    y.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, 2.0 * kept.float())
+    # independent masks per call, reproducible from torch's seed, identity in eval mode
+    torch.manual_seed(1)
+    a = drop(x.detach())
+    torch.manual_seed(1)
+    assert torch.equal(a, drop(x.detach())) and not torch.equal(a, drop(x.detach()))
+    assert drop.eval()(x) is x
+
+
+def test_dropout_other_rates_and_bad_rate() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    for p in (0.25, 0.3):  # 0.25 takes the byte path, 0.3 torch's own dropout
+        kept = float((Dropout(p).train()(x) != 0).float().mean())
+        assert abs(kept - (1 - p)) < 0.01
+    with pytest.raises(ConfigError):
+        Dropout(1.0)

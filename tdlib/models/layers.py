@@ -30,12 +30,22 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 class Conv2dSame(nn.Conv2d):
-    """``nn.Conv2d`` with TF "SAME" padding (asymmetric for stride 2, computed per input size)."""
+    """``nn.Conv2d`` with TF "SAME" padding (asymmetric for stride 2, computed per input size).
+
+    For stride 1 and an odd kernel TF's padding is symmetric (``k // 2`` on each side), so the
+    convolution pads natively instead of through a padded copy of the input (an ``F.pad`` copy
+    forward and a slice backward per layer; measured 2-5% of a NIN-light TD training step).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
+        native = stride == 1 and kernel_size % 2 == 1
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=kernel_size // 2 if native else 0, bias=True)
+        self._native_same = native
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._native_same:
+            return self._conv_forward(x, self.weight, self.bias)
         k, s = self.kernel_size[0], self.stride[0]
         top, bottom = tf_same_padding(x.shape[-2], k, s)
         left, right = tf_same_padding(x.shape[-1], k, s)
@@ -79,9 +89,50 @@ class CBR(nn.Sequential):
         super().__init__(
             Conv2dSame(in_channels, out_channels, kernel_size),
             nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum),
-            nn.ReLU(inplace=False),
+            # in place: BatchNorm's backward needs its input, not its output
+            nn.ReLU(inplace=True),
         )
         self.out_channels = out_channels
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with the same contract as ``nn.Dropout``, and a cheaper mask.
+
+    ``nn.Dropout`` on CPU draws its mask with ``bernoulli_``: 34 ms for one 128x48x28x28 map here,
+    15% of a NIN-light TD training step. Here one 64-bit ``random_`` draw gives eight mask bytes,
+    and a byte below ``256 * (1 - p)`` keeps its element (exactly ``1 - p`` when ``256 * p`` is
+    an integer, e.g. the paper's 0.5; other rates use ``nn.functional.dropout``). The mask is
+    laid out in the input's memory format (channels_last included) and kept scaled by
+    ``1 / (1 - p)``, so forward and backward are one multiply each. Draws from torch's default
+    generator: seeded runs stay reproducible and resume exactly. Identity in eval mode.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"dropout rate must be in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep_bytes = 256.0 * (1.0 - self.p)
+        if keep_bytes != int(keep_bytes) or x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        n = x.numel()
+        # the full signed range: a bare random_() stops at 2**63 - 1 and never sets the top bit
+        words = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+        raw = words.view(torch.uint8)[:n]
+        if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            b, c, h, w = x.shape
+            raw = raw.view(b, h, w, c).permute(0, 3, 1, 2)
+        else:
+            raw = raw.view(x.shape)
+        scale = (raw < int(keep_bytes)).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return x * scale
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class Normalize(nn.Module):

@@ -24,6 +24,7 @@ from torch import nn
 from tdlib.models.base import TDLibModel
 from tdlib.models.layers import (
     CBR,
+    Dropout,
     MaxPool2dSame,
     ResolutionMerge,
     Upsample2x,
@@ -42,7 +43,7 @@ def _stage_layers(stage: Stage, c_in: int, spec: BackboneSpec) -> tuple[nn.Seque
 
 
 def _dropout(p: float) -> list[nn.Module]:
-    return [nn.Dropout(p)] if p > 0 else []
+    return [Dropout(p)] if p > 0 else []
 
 
 class PlainBU(TDLibModel):
