@@ -46,6 +46,10 @@ class DeviceError(TdlibError, RuntimeError):
     """The requested device is not available."""
 
 
+class ResultsError(TdlibError, ValueError):
+    """A saved result (or another file of the run store) is damaged or of another version."""
+
+
 class RunDirError(TdlibError, PermissionError):
     """The results folder cannot be created or written."""
 
