@@ -34,12 +34,22 @@ class DataError(TdlibError, FileNotFoundError):
     """Dataset files are missing, unreadable or fail their checksum."""
 
 
+class DataCorruptError(DataError):
+    """Dataset files exist but are truncated, corrupted or inconsistent (checksum mismatch,
+    undecodable image, train/val class folders that differ); downloading would not fix them."""
+
+
 class CheckpointError(TdlibError, RuntimeError):
     """A checkpoint is truncated, unsafe or does not belong to this run's configuration."""
 
 
 class InputShapeError(TdlibError, ValueError):
     """A tensor given to a model or attack has the wrong rank, channels, size or range."""
+
+
+class InputValueError(InputShapeError):
+    """A model input has the right shape but unusable values: NaN/inf, or outside [0, 1]
+    (e.g. 0-255 pixels or standardised images)."""
 
 
 class DeviceError(TdlibError, RuntimeError):
@@ -52,6 +62,10 @@ class ResultsError(TdlibError, ValueError):
 
 class RunDirError(TdlibError, PermissionError):
     """The results folder cannot be created or written."""
+
+
+class DiskFullError(RunDirError):
+    """A write failed because the disk (or the user's quota) is full; the previous file is intact."""
 
 
 def check_name(kind: str, name: object, accepted: Iterable[str]) -> str:
