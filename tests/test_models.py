@@ -3,12 +3,13 @@ multi-input equivalence, scale ablation, validation and hook points."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tdlib.errors import ConfigError, InputShapeError, UnknownNameError
+from tdlib.errors import ConfigError, InputShapeError, InputValueError, UnknownNameError
 from tdlib.models import (
     BACKBONES,
     MERGES,
@@ -312,6 +313,95 @@ def test_bad_input_shapes_raise() -> None:
         model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
     with pytest.raises(InputShapeError):
         model.forward_multi([torch.rand(2, 1, 28, 28), torch.rand(3, 1, 28, 28), torch.rand(2, 1, 28, 28)])
+
+
+@pytest.mark.parametrize(("backbone", "variant"), [("lenetfc", "bu"), ("nin_light", "td")])
+def test_nan_or_inf_pixels_are_refused_not_nan_logits(backbone: str, variant: str) -> None:
+    model = build_model(backbone, variant).eval()
+    x = torch.rand(4, 1, 28, 28)
+    x[0, 0, 3, 3] = float("nan")
+    x[2, 0, 5, 5] = float("inf")
+    x[2, 0, 6, 6] = -float("inf")
+    with pytest.raises(InputValueError, match=r"1 NaN and 2 inf value\(s\) in 2 of 4 image"):
+        model(x)
+    with pytest.raises(InputValueError, match="NaN"):
+        model.forward_multi([torch.rand(4, 1, 28, 28)] * (model.num_scales - 1) + [x])
+
+
+@pytest.mark.parametrize(
+    ("scale", "fragment"),
+    [(255.0, r"values in \[0(\.\d+)?, 25\d(\.\d+)?\].*divide 0-255 images by 255"),
+     (None, r"values in \[-0\.42\d*, 2\.8\d*\].*do not normalise")],
+)
+def test_values_outside_unit_range_are_refused(scale: float | None, fragment: str) -> None:
+    model = build_model("lenetfc", "bu").eval()
+    x = torch.rand(3, 1, 28, 28)
+    x[0, 0, 0, 0], x[0, 0, 0, 1] = 0.0, 1.0
+    x = x * scale if scale is not None else (x - 0.1307) / 0.3081  # 0-255, or standardised
+    with pytest.raises(InputValueError, match=fragment):
+        model(x)
+    assert issubclass(InputValueError, InputShapeError)
+
+
+def test_small_overshoot_passes_unchanged_and_is_not_clamped() -> None:
+    model = build_model("lenetfc", "bu").eval()
+    x = torch.rand(2, 1, 28, 28)
+    over = x.clone()
+    over[:, :, :4] = 1.05  # e.g. bicubic resampling overshoot
+    with torch.no_grad():
+        out = model(over)
+        assert not torch.equal(out, model(over.clamp(0, 1)))  # the model saw 1.05, not 1.0
+
+
+def test_float64_input_from_numpy_is_cast_to_the_model_dtype() -> None:
+    model = build_model("lenetfc", "td").eval()
+    arr = np.random.default_rng(0).random((3, 1, 28, 28))  # float64, as numpy makes it
+    x64 = torch.from_numpy(arr).requires_grad_(True)
+    out = model(x64)
+    assert out.dtype == torch.float32 and out.shape == (3, 10)
+    with torch.no_grad():
+        assert torch.equal(out.detach(), model(x64.detach().float()))
+    out.sum().backward()  # the cast is differentiable
+    assert x64.grad is not None and x64.grad.dtype == torch.float64
+    with pytest.raises(InputShapeError, match=r"got ndarray; convert it with torch.from_numpy"):
+        model(arr)  # type: ignore[arg-type]
+
+
+def test_input_on_another_device_is_a_clear_error() -> None:
+    model = build_model("lenetfc", "bu").to("meta")
+    with pytest.raises(InputShapeError, match=r"is on cpu but the model is on meta; move the input"):
+        model(torch.rand(2, 1, 28, 28))
+
+
+@pytest.mark.parametrize(("backbone", "variant"), [("lenetfc", "td"), ("nin_light", "bu"), ("resnet32", "td")])
+def test_empty_batch_gives_empty_logits_in_eval_and_train(backbone: str, variant: str) -> None:
+    model = build_model(backbone, variant)
+    x = torch.rand(0, *model.input_shape)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for train in (False, True):
+        model.train(train)
+        out = model(x)
+        assert out.shape == (0, 10)
+        assert out.shape == model.forward_multi([x] * model.num_scales).shape
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith("num_batches_tracked"))
+
+
+def test_trusted_inputs_skips_only_the_value_check_and_restores() -> None:
+    from tdlib.models.base import trusted_inputs
+
+    model = build_model("lenetfc", "bu").eval()
+    wrapper = torch.nn.Sequential(model)
+    bad = torch.rand(2, 1, 28, 28) * 255
+    with trusted_inputs(wrapper):
+        assert not model.check_values
+        with torch.no_grad():
+            assert model(bad).shape == (2, 10)
+        with pytest.raises(InputShapeError, match="expected"):
+            model(torch.rand(2, 3, 28, 28))  # shapes are still checked
+    assert model.check_values
+    with pytest.raises(InputValueError):
+        model(bad)
 
 
 def test_unknown_names_raise_with_accepted_values() -> None:
