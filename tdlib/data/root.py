@@ -5,6 +5,9 @@
 * Cache: ``$TDLIB_CACHE``, else ``~/.cache/tdlib``. Downloads (when online) and decoded image
   caches go there.
 * Offline: ``$TDLIB_OFFLINE=1`` (or ``DataConfig(download=False)``) never tries a download.
+
+An environment variable set to the empty string counts as unset (as ``${VAR:-default}`` in a
+shell), so ``TDLIB_CACHE=`` never means "the current directory".
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ CACHE_ENV = "TDLIB_CACHE"
 OFFLINE_ENV = "TDLIB_OFFLINE"
 
 
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def cache_dir() -> Path:
     """Folder for downloads and decoded-image caches (created on demand by writers)."""
-    return Path(os.environ.get(CACHE_ENV, "~/.cache/tdlib")).expanduser()
+    return Path(_env(CACHE_ENV) or "~/.cache/tdlib").expanduser()
 
 
 def offline() -> bool:
@@ -32,21 +40,26 @@ def offline() -> bool:
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the data root.
 
-    An explicitly given root (argument or ``$TDLIB_DATA``) must exist; the default one may not
-    exist yet (downloads then go to the cache).
+    An explicitly given root (argument or ``$TDLIB_DATA``) must be an existing folder; the
+    default one may not exist yet (downloads then go to the cache). An empty root argument is
+    refused (it would silently mean the current directory); an empty ``$TDLIB_DATA`` counts as
+    unset.
 
     Raises:
-        DataError: an explicit root that does not exist.
+        DataError: an explicit root that is empty, does not exist or is not a folder.
     """
-    explicit = root if root is not None else os.environ.get(DATA_ENV)
+    source = "root argument" if root is not None else f"${DATA_ENV}"
+    explicit = root if root is not None else _env(DATA_ENV)
     if explicit is None:
         return cache_dir() / "data"
+    fix = (f"point {DATA_ENV} (or DATA_DIR / --data-root) at a folder in torchvision's layout, "
+           "e.g. one holding MNIST/raw, FashionMNIST/raw, cifar10/*.npz, imagenette2-160/")
+    if not str(explicit).strip():
+        raise DataError(f"the data root (from the {source}) is an empty path; {fix}, or leave it "
+                        "unset for the default")
     path = Path(explicit).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"data root {str(path)!r} (from the {source}) is a file, not a folder; {fix}")
     if not path.is_dir():
-        source = "root argument" if root is not None else f"${DATA_ENV}"
-        raise DataError(
-            f"data root {str(path)!r} (from the {source}) does not exist; point {DATA_ENV} (or "
-            "DATA_DIR / --data-root) at a folder in torchvision's layout, e.g. one holding "
-            "MNIST/raw, FashionMNIST/raw, cifar10/*.npz, imagenette2-160/"
-        )
+        raise DataError(f"data root {str(path)!r} (from the {source}) does not exist; {fix}")
     return path
