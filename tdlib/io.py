@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -18,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tdlib.errors import RunDirError
+from tdlib.errors import DiskFullError, ResultsError, RunDirError
 
 DONE_MARKER = "DONE.json"
 DEFAULT_RUNS_ENV = "TDLIB_RUNS"
@@ -28,8 +29,8 @@ def default_runs_root() -> Path:
     """Root of all run folders: ``$TDLIB_RUNS``; else ``runs/`` of the source checkout tdlib is
     imported from (whatever the working directory, e.g. a notebook's folder); else
     ``~/.cache/tdlib/runs``."""
-    env = os.environ.get(DEFAULT_RUNS_ENV)
-    if env:
+    env = os.environ.get(DEFAULT_RUNS_ENV, "").strip()
+    if env:  # an empty $TDLIB_RUNS counts as unset, never as the current directory
         return Path(env).expanduser()
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
@@ -37,40 +38,86 @@ def default_runs_root() -> Path:
     return Path("~/.cache/tdlib/runs").expanduser()
 
 
+_FIX_DIR = "choose another with --run-dir / RUN_DIR or $TDLIB_RUNS"
+_FULL = (errno.ENOSPC, errno.EDQUOT)  # disk full, quota exceeded
+
+
+def _checked_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path; an empty (or blank) one is refused instead of meaning the current
+    directory."""
+    if not str(os.fspath(path)).strip():
+        raise RunDirError(
+            "the results folder is an empty path (it would mean the current directory); give a "
+            f"folder, or leave --run-dir / RUN_DIR unset for the default ({default_runs_root()})"
+        )
+    return Path(path).expanduser()
+
+
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` (and parents) and check that files can be written there.
 
     Raises:
-        RunDirError: the folder cannot be created or is not writable.
+        RunDirError: the path is empty, or the folder cannot be created or is not writable.
     """
-    p = Path(path).expanduser()
+    p = _checked_path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=p)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        if exc.errno in _FULL:
+            raise _disk_full(p, exc) from exc
         raise RunDirError(
-            f"results folder {str(p)!r} is not writable ({exc.strerror or exc}); "
-            "choose another with --run-dir / RUN_DIR or $TDLIB_RUNS"
+            f"results folder {str(p)!r} is not writable ({exc.strerror or exc}); {_FIX_DIR}"
         ) from exc
     return p
 
 
+def _disk_full(path: Path, exc: OSError) -> DiskFullError:
+    return DiskFullError(
+        f"cannot write {str(path)!r}: {exc.strerror or 'no space left on device'} "
+        f"(errno {exc.errno}); the previous version of the file, if any, is intact. Free some "
+        f"space (or raise the quota) and rerun: finished work is kept; or {_FIX_DIR}"
+    )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (unique temp file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (unique temp file + fsync + rename).
+
+    On any failure the temp file is removed and an existing file at ``path`` is left intact.
+
+    Raises:
+        DiskFullError: the disk or the quota is full (``ENOSPC`` / ``EDQUOT``).
+        OSError: any other failure of the write.
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise _disk_full(p, exc) from exc
+        raise
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise _disk_full(p, exc) from exc
         raise
     return p
 
@@ -98,10 +145,43 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, to_json(obj))
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file written by :func:`write_json`."""
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    expect: type | tuple[type, ...] | None = None,
+    fix: str | None = None,
+) -> Any:
+    """Read a JSON file written by :func:`write_json`.
+
+    Args:
+        path: the file.
+        expect: the type(s) the top-level value must have (e.g. ``dict``); ``None``: any.
+        fix: what the user should do if the file is damaged (ends the error message); default:
+            restore the file or delete it so that it is recomputed.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ResultsError: the file is not UTF-8 JSON (truncated, hand-edited, another format) or its
+            top-level value is not of type ``expect``; the message names the file.
+    """
+    p = Path(path)
+    todo = fix or "restore it, or delete it so that tdlib recomputes it"
+    try:
+        with open(p, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ResultsError(
+            f"{str(p)!r} is not valid JSON{where} (truncated, hand-edited or not written by "
+            f"tdlib: {exc.msg if isinstance(exc, json.JSONDecodeError) else exc.reason}); {todo}"
+        ) from exc
+    if expect is not None and not isinstance(obj, expect):
+        names = " or ".join(t.__name__ for t in (expect if isinstance(expect, tuple) else (expect,)))
+        raise ResultsError(
+            f"{str(p)!r} holds a JSON {type(obj).__name__} where a {names} was expected "
+            f"(hand-edited or written by another tdlib version); {todo}"
+        )
+    return obj
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
@@ -117,8 +197,13 @@ def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -
 
 
 def run_dir(root: str | os.PathLike[str] | None, experiment: str, key: str) -> Path:
-    """Folder of one run: ``<root>/<experiment>/<key>`` (not created)."""
-    base = Path(root).expanduser() if root is not None else default_runs_root()
+    """Folder of one run: ``<root>/<experiment>/<key>`` (not created).
+
+    Raises:
+        RunDirError: ``root`` is an empty path (``--run-dir ""``), which would otherwise mean the
+            current directory; ``None`` means the default root.
+    """
+    base = _checked_path(root) if root is not None else default_runs_root()
     return base / experiment / key
 
 
