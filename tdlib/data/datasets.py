@@ -18,7 +18,7 @@ from tdlib.config import DataConfig
 from tdlib.data import sources
 from tdlib.data.root import cache_dir, data_root, offline
 from tdlib.data.transforms import BatchTransform, ImagenetteTrain, ShiftFlip
-from tdlib.errors import DataError, check_name
+from tdlib.errors import DataCorruptError, DataError, InputShapeError, check_name
 from tdlib.io import atomic_write_bytes
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
@@ -66,10 +66,31 @@ SPECS: dict[str, DatasetSpec] = {
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """Images (uint8, N×C×H×W) and labels (int64, N) as tensors."""
+    """Images (uint8, N×C×H×W) and labels (integer, N) as tensors.
+
+    Raises:
+        InputShapeError: ``x`` is not a uint8 N×C×H×W tensor (float images would be divided by 255
+            a second time), or ``y`` is not a 1-D integer tensor of the same length.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        x, y = self.x, self.y
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
+            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InputShapeError(
+                f"ArrayDataset.x must be a uint8 tensor (N, C, H, W) of 0-255 pixels; got {got}"
+                + ("; store float images in [0, 1] as (x * 255).round().to(torch.uint8)"
+                   if isinstance(x, torch.Tensor) and x.is_floating_point() else "")
+            )
+        if (not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point()
+                or y.dtype in (torch.bool, torch.complex64, torch.complex128)):
+            got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise InputShapeError(f"ArrayDataset.y must be a 1-D tensor of integer class indices; got {got}")
+        if y.shape[0] != x.shape[0]:
+            raise InputShapeError(f"ArrayDataset has {x.shape[0]} images but {y.shape[0]} labels")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -136,10 +157,15 @@ def _tensors(x: np.ndarray, y: np.ndarray) -> ArrayDataset:
 
 
 # --------------------------------------------------------------------------- sources
+def _one_line(why: object) -> str:
+    return " ".join(str(why).split()) or type(why).__name__
+
+
 def _missing(cfg: DataConfig, root: Path, why: Exception) -> DataError:
+    """The one-line "dataset missing" error (whatever the cause's message looks like)."""
     spec = SPECS[cfg.dataset]
     return DataError(
-        f"dataset {cfg.dataset!r} not found under data root {str(root)!r} ({why}). Expected "
+        f"dataset {cfg.dataset!r} not found under data root {str(root)!r} ({_one_line(why)}). Expected "
         f"{spec.layout} there. Fix: set TDLIB_DATA (or DATA_DIR / --data-root) to a folder in "
         "that layout, or run once with internet access so torchvision can download it into "
         f"{str(cache_dir() / 'data')!r}."
@@ -163,6 +189,20 @@ def _torchvision_download(name: str, train: bool) -> tuple[np.ndarray, np.ndarra
     return ds10.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds10.targets, dtype=np.int64)
 
 
+def _read_cifar_pickles(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    import torchvision.datasets as tvd
+
+    try:
+        ds = tvd.CIFAR10(str(root), train=train, download=False)
+    except (RuntimeError, OSError, ValueError, EOFError, KeyError) as exc:  # torchvision's check
+        raise DataCorruptError(
+            f"the CIFAR-10 batches in {str(root / 'cifar-10-batches-py')!r} are incomplete or "
+            f"corrupted ({_one_line(exc)}); restore the folder from the original archive, or remove "
+            "it so that cifar10/{train,test}.npz is used"
+        ) from exc
+    return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64)
+
+
 def _read_split(cfg: DataConfig, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     name = cfg.dataset
     try:
@@ -171,16 +211,13 @@ def _read_split(cfg: DataConfig, root: Path, train: bool) -> tuple[np.ndarray, n
                                            train)
             return arr.x, arr.y
         if sources.cifar_pickles_present(root):
-            import torchvision.datasets as tvd
-
-            ds = tvd.CIFAR10(str(root), train=train, download=False)
-            return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64)
+            return _read_cifar_pickles(root, train)
         arr, _ = sources.read_cifar_npz(root, train)
         return arr.x, arr.y
+    except DataCorruptError:
+        raise  # present but damaged: a download would not fix it
     except DataError as exc:
-        if "checksum" in str(exc) or "truncated" in str(exc) or not _download_allowed(cfg):
-            if "checksum" in str(exc) or "truncated" in str(exc):
-                raise
+        if not _download_allowed(cfg):
             raise _missing(cfg, root, exc) from exc
         try:
             return _torchvision_download(name, train)
@@ -274,12 +311,21 @@ def load_dataset(cfg: DataConfig | str, **overrides: object) -> DatasetBundle:
     )
 
 
+#: Imagenette's class folders in label order (sorted wnids, as torchvision's ImageFolder)
+IMAGENETTE_WNIDS = tuple(sorted(IMAGENETTE_NAMES))
+
+
 def _load_imagenette(cfg: DataConfig, spec: DatasetSpec, root: Path) -> DatasetBundle:
     base = _imagenette_root(cfg, root)
     size = cfg.image_size or 128
     resize = cfg.resize_size or round(size * 156 / 128)
-    tr_files, tr_y, wnids = sources.imagenette_files(base, "train")
-    te_files, te_y, _ = sources.imagenette_files(base, "val")
+    try:
+        tr_files, tr_y, wnids = sources.imagenette_files(base, "train", IMAGENETTE_WNIDS)
+        te_files, te_y, _ = sources.imagenette_files(base, "val", IMAGENETTE_WNIDS)
+    except DataCorruptError:
+        raise
+    except DataError as exc:  # a split folder missing: the dataset is not (fully) there
+        raise _missing(cfg, base, exc) from exc
     sub = stratified_subset(tr_y, cfg.train_per_class, cfg.split_seed)
     tr_idx, va_idx = holdout_split(len(sub), cfg.val_fraction, cfg.split_seed)
     train_sel, val_sel = sub[tr_idx], sub[va_idx]

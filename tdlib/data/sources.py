@@ -7,12 +7,14 @@ Files with a known sha256 are verified before use.
 from __future__ import annotations
 
 import hashlib
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tdlib.errors import DataError
+from tdlib.errors import DataCorruptError, DataError
 
 # sha256 of the files as published (uncompressed idx files are byte-identical to upstream).
 SHA256: dict[str, str] = {
@@ -69,7 +71,7 @@ def verify(root: Path, rel: str) -> Path:
         return path
     got = sha256_file(path)
     if got != expected:
-        raise DataError(
+        raise DataCorruptError(
             f"checksum mismatch for {str(path)!r}: sha256 {got[:16]}… != expected "
             f"{expected[:16]}…; the file is truncated or corrupted: delete it and restore it "
             "(or let tdlib download it again when online)"
@@ -82,12 +84,12 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     data = path.read_bytes()
     magic = int.from_bytes(data[:4], "big")
     if magic != 0x0800 + ndim:
-        raise DataError(f"{str(path)!r} is not an idx{ndim} file (magic {magic:#x})")
+        raise DataCorruptError(f"{str(path)!r} is not an idx{ndim} file (magic {magic:#x})")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims))
     if len(data) - offset != expected:
-        raise DataError(
+        raise DataCorruptError(
             f"{str(path)!r} is truncated: {len(data) - offset} bytes of data, header says {expected}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
@@ -101,7 +103,7 @@ def read_idx_dataset(root: Path, folder: str, train: bool) -> Arrays:
     x = _read_idx(img, 3)[:, None, :, :]
     y = _read_idx(lab, 1).astype(np.int64)
     if len(x) != len(y):
-        raise DataError(f"{folder}: {len(x)} images but {len(y)} labels")
+        raise DataCorruptError(f"{folder}: {len(x)} images but {len(y)} labels")
     return Arrays(x=np.ascontiguousarray(x), y=y)
 
 
@@ -120,21 +122,66 @@ def cifar_pickles_present(root: Path) -> bool:
     return (root / "cifar-10-batches-py" / "data_batch_1").is_file()
 
 
-def imagenette_files(root: Path, split: str) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
-    """Sorted image files, labels and class folder names of ``root/imagenette2-160/<split>``."""
+IMAGE_SUFFIXES = (".jpeg", ".jpg")
+
+
+def _visible(p: Path) -> bool:
+    """Not a hidden entry (``.ipynb_checkpoints``, ``.DS_Store``, macOS ``._x.JPEG`` files)."""
+    return not p.name.startswith(".")
+
+
+def imagenette_files(
+    root: Path, split: str, classes: Sequence[str] | None = None
+) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
+    """Sorted image files, labels and class folder names of ``root/imagenette2-160/<split>``.
+
+    Hidden entries (``.ipynb_checkpoints`` and other dot-folders/files) are skipped. With
+    ``classes`` (the expected class folders, in label order) labels are indices into ``classes``
+    whatever else the folder holds: a folder not in ``classes`` is skipped with a warning, so a
+    stray folder never shifts the labels. Without it, the visible subfolders (sorted) are the
+    classes.
+
+    Raises:
+        DataError: the split folder is missing.
+        DataCorruptError: an expected class folder is missing or holds no image, or the split
+            holds no image at all.
+    """
     base = root / "imagenette2-160" / split
     if not base.is_dir():
         raise DataError(f"missing folder {str(base)!r}")
-    classes = tuple(sorted(p.name for p in base.iterdir() if p.is_dir()))
+    present = sorted(p.name for p in base.iterdir() if p.is_dir() and _visible(p))
+    if classes is None:
+        classes = present
+    else:
+        classes = list(classes)
+        stray = [n for n in present if n not in classes]
+        if stray:
+            warnings.warn(
+                f"ignoring {len(stray)} folder(s) in {str(base)!r} that are not classes of this "
+                f"dataset: {', '.join(stray)}",
+                stacklevel=2,
+            )
+        lacking = [n for n in classes if n not in present]
+        if lacking:
+            raise DataCorruptError(
+                f"{str(base)!r} lacks the class folder(s) {', '.join(lacking)}: train and val must "
+                f"both hold the same {len(classes)} classes ({', '.join(classes)}); restore them"
+            )
     files: list[Path] = []
     labels: list[int] = []
     for c, name in enumerate(classes):
-        imgs = sorted(p for p in (base / name).iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
+        imgs = sorted(p for p in (base / name).iterdir()
+                      if _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not imgs:
+            raise DataCorruptError(
+                f"class folder {str(base / name)!r} holds no images "
+                f"(*{', *'.join(IMAGE_SUFFIXES)}); restore it"
+            )
         files.extend(imgs)
         labels.extend([c] * len(imgs))
     if not files:
         raise DataError(f"no images under {str(base)!r}")
-    return files, np.asarray(labels, dtype=np.int64), classes
+    return files, np.asarray(labels, dtype=np.int64), tuple(classes)
 
 
 def decode_images(files: list[Path], size: int) -> np.ndarray:
@@ -147,6 +194,8 @@ def decode_images(files: list[Path], size: int) -> np.ndarray:
             with Image.open(f) as im:
                 arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
         except OSError as exc:
-            raise DataError(f"cannot decode image {str(f)!r} ({exc}); the file is corrupted") from exc
+            raise DataCorruptError(
+                f"cannot decode image {str(f)!r} ({exc}); the file is corrupted: restore it"
+            ) from exc
         out[i] = arr.transpose(2, 0, 1)
     return out
