@@ -1,11 +1,17 @@
 """The experiment grid: every notebook with its parameter sets, run through papermill.
 
-* One Python process executes all jobs (papermill's Python API); ``jobs > 1`` runs several
-  kernels in parallel on one machine.
-* A finished job (its executed copy and a stamp matching the notebook source and parameters) is
-  skipped; an interrupted one is re-executed, and the training/attack runs inside it resume from
-  their run folders, so only missing work is done.
-* ``only`` (a glob on job names) and ``shard="i/n"`` split the grid, e.g. one shard per GPU node.
+* Everything is validated before the first kernel starts: each job's parameters (through the
+  notebook's parameter record), the device and the data root.
+* One Python process executes the jobs (papermill's Python API); ``parallel > 1`` runs several
+  kernels at once. The Results page (notebook 06) depends on every experiment job and always
+  runs after them, also with ``parallel`` and ``shard``.
+* A job is ``done`` when its executed copy exists and its stamp matches: the hash of the notebook,
+  its parameters and the tdlib sources, its result file is present, and the training runs it used
+  still exist (deleting a run folder, the README's "reset a run", re-executes the jobs that used
+  it). The Results page's stamp also covers the content of every result of its profile. A job
+  whose copy exists but is not done is ``stale``; one never run is ``pending``.
+* ``only`` (comma-separated globs on job names) and ``shard="i/n"`` split the grid, e.g. one
+  shard per GPU node; a dependent job runs in a shard only once all its dependencies are done.
 
 The book's jobs write their executed copies to ``book/executed/<notebook>.ipynb``, which the book
 renders (execution is off in the book itself).
@@ -27,42 +33,114 @@ from typing import Any
 from tdlib.config import get_profile
 from tdlib.errors import ConfigError
 from tdlib.io import read_json, write_json
-from tdlib.notebook import execute_notebook
+
+__all__ = ["EXECUTED", "NOTEBOOKS", "Job", "build_grid", "describe", "run_sweep", "select"]
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 EXECUTED = REPO / "book" / "executed"
+RESULTS_NOTEBOOK = "06_results"
 
-#: Extra parameter sets run only at the paper profile (besides each notebook's book run).
+_ALL_TEN = ["single_pixel", "salt_and_pepper", "pointwise", "additive_gaussian", "additive_uniform",
+            "blended_uniform", "gaussian_blur", "contrast_reduction", "spatial", "shifts"]
+
+#: Extra parameter sets run only at the paper profile (besides each notebook's book run),
+#: covering the supplement's Figures 1-3; each has its own result identity.
 PAPER_EXTRAS: dict[str, list[dict[str, Any]]] = {
     "01_classification": [
         {"DATASETS": ["cifar10", "cifar10_aug"], "BACKBONES": ["resnet32", "nin"],
          "VARIANTS": ["bu", "td", "td_uni", "td_rev"]},
     ],
+    "02_adversarial_robustness": [
+        {"DATASETS": ["mnist", "fashion_mnist"], "BACKBONES": ["nin_light"], "ATTACKS": _ALL_TEN},
+        {"DATASETS": ["cifar10_aug"], "BACKBONES": ["nin", "resnet32"],
+         "VARIANTS": ["bu", "td", "td_uni", "td_rev"], "ATTACKS": _ALL_TEN},
+    ],
+    "03_scale_perturbation": [
+        {"DATASETS": ["cifar10_aug"], "ATTACKS": _ALL_TEN},
+    ],
 }
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+        h.update(b"\x1f")
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class Job:
-    """One notebook execution."""
+    """One notebook execution (parameters already validated into ``record``)."""
 
     name: str
     notebook: Path
     parameters: dict[str, Any] = field(hash=False)
     output: Path = field(hash=False)
+    record: Any = field(hash=False, default=None, compare=False)
+    depends_on: tuple[str, ...] = ()
+
+    # -- state --------------------------------------------------------------------------
+    def _results_digest(self) -> bytes:
+        if self.notebook.stem != RESULTS_NOTEBOOK or self.record is None:
+            return b""
+        from tdlib.experiments.store import RESULTS_DIR, _root
+
+        base = _root(self.record.common.run_dir) / RESULTS_DIR
+        files = sorted(base.glob(f"*/{self.record.common.profile}-*.json"))
+        return b"".join(p.name.encode() + p.read_bytes() for p in files)
 
     def stamp(self) -> str:
-        text = self.notebook.read_bytes() + json.dumps(self.parameters, sort_keys=True).encode()
-        return hashlib.sha256(text).hexdigest()[:16]
+        from tdlib.experiments.store import source_hash
+
+        params = json.dumps(self.parameters, sort_keys=True, default=str).encode()
+        return _digest(self.notebook.read_bytes(), params, source_hash().encode(),
+                       self._results_digest())
 
     def stamp_path(self) -> Path:
         return self.output.with_suffix(".stamp.json")
 
-    def is_finished(self) -> bool:
+    def result_path(self) -> Path | None:
+        """The result file this job writes (``None`` for pages without one)."""
+        if self.record is None or self.record.EXPERIMENT in ("architecture", "results"):
+            return None
+        return Path(self.record.result_path())
+
+    def used_runs(self) -> list[str]:
+        """Training run folders the job's saved result used (from its result record)."""
+        path = self.result_path()
+        if path is None or not path.is_file():
+            return []
+        from tdlib.experiments.store import load_result
+        from tdlib.io import run_dir
+
         try:
-            return self.output.is_file() and read_json(self.stamp_path())["stamp"] == self.stamp()
-        except (OSError, ValueError, KeyError):
-            return False
+            rec = load_result(path)
+        except Exception:  # a damaged result is reported when the page reads it
+            return []
+        root = run_dir(self.record.common.run_dir, "train", "x").parent
+        return sorted({str(root / m.name) for m in rec.models() if m.source == "trained"})
+
+    def state(self) -> str:
+        """``done``, ``stale`` or ``pending`` (see the module docstring)."""
+        if not self.output.is_file():
+            return "pending"
+        try:
+            saved = read_json(self.stamp_path())
+        except Exception:  # a missing or damaged stamp: run again
+            return "stale"
+        if saved.get("stamp") != self.stamp():
+            return "stale"
+        path = self.result_path()
+        if path is not None and not path.is_file():
+            return "stale"
+        if any(not (Path(f) / "DONE.json").is_file() for f in saved.get("runs", [])):
+            return "stale"
+        return "done"
+
+    def is_finished(self) -> bool:
+        return self.state() == "done"
 
 
 def build_grid(
@@ -75,30 +153,55 @@ def build_grid(
     seed: int = 0,
     device: str = "auto",
 ) -> list[Job]:
-    """All jobs of the grid at ``profile``."""
+    """All jobs of the grid at ``profile``, each one's parameters validated.
+
+    Raises:
+        ConfigError / DeviceError / DataError: an invalid parameter, device or data root.
+    """
+    from tdlib.experiments.params import Common, params_for_notebook
+    from tdlib.runner import validate_parameters
+
     get_profile(profile)  # validates the name
+    Common(profile=profile, seed=seed, data_dir=data_dir, run_dir=runs_root,
+           device=device).check_environment()
     base: dict[str, Any] = {"PROFILE": profile, "SEED": seed, "DEVICE": device}
     if runs_root is not None:
         base["RUN_DIR"] = str(runs_root)
     if data_dir is not None:
         base["DATA_DIR"] = str(data_dir)
     jobs: list[Job] = []
-    for nb in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
-        jobs.append(Job(nb.stem, nb, dict(base), executed_dir / nb.name))
+    notebooks = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    for nb in notebooks:
+        variants = [(nb.stem, dict(base), executed_dir / nb.name)]
         if profile == "paper":
             for k, extra in enumerate(PAPER_EXTRAS.get(nb.stem, [])):
                 name = f"{nb.stem}-extra{k}"
-                out = Path(runs_root or "runs") / "sweep" / profile / f"{name}.ipynb"
-                jobs.append(Job(name, nb, {**base, **extra}, out))
-    return jobs
+                out = Path(runs_root or (REPO / "runs")) / "sweep" / profile / f"{name}.ipynb"
+                variants.append((name, {**base, **extra}, out))
+        for name, params, out in variants:
+            record = validate_parameters(nb, params) if params_for_notebook(nb.stem) else None
+            jobs.append(Job(name, nb, params, out, record))
+    others = tuple(j.name for j in jobs if j.notebook.stem not in (RESULTS_NOTEBOOK, "00_architecture"))
+    return [Job(j.name, j.notebook, j.parameters, j.output, j.record,
+                others if j.notebook.stem == RESULTS_NOTEBOOK else ()) for j in jobs]
 
 
 def select(jobs: Sequence[Job], only: str | None = None, shard: str | None = None) -> list[Job]:
-    """Jobs whose name matches ``only`` (comma-separated globs) and that fall in ``shard`` "i/n"."""
+    """Jobs whose name matches ``only`` (comma-separated globs) and that fall in ``shard`` "i/n".
+
+    Jobs that depend on others (the Results page) are in every shard; they run there once their
+    dependencies are done.
+
+    Raises:
+        ConfigError: ``only`` matches no job, or ``shard`` is malformed.
+    """
     out = list(jobs)
-    if only:
+    if only is not None:
         pats = [p.strip() for p in only.split(",") if p.strip()]
-        out = [j for j in out if any(fnmatch.fnmatch(j.name, p) or p in j.name for p in pats)]
+        out = [j for j in out if any(fnmatch.fnmatch(j.name, p) or p == j.name for p in pats)]
+        if not out:
+            raise ConfigError(f"--only {only!r} matches no job; jobs: "
+                              + ", ".join(j.name for j in jobs))
     if shard:
         try:
             i, n = (int(v) for v in shard.split("/"))
@@ -106,7 +209,9 @@ def select(jobs: Sequence[Job], only: str | None = None, shard: str | None = Non
                 raise ValueError
         except ValueError as exc:
             raise ConfigError(f"shard must look like 'i/n' with 0 <= i < n, got {shard!r}") from exc
-        out = [j for k, j in enumerate(out) if k % n == i]
+        independent = [j for j in out if not j.depends_on]
+        mine = {j.name for k, j in enumerate(independent) if k % n == i}
+        out = [j for j in out if j.depends_on or j.name in mine]
     return out
 
 
@@ -117,24 +222,27 @@ def run_sweep(
     force: bool = False,
     cell_timeout: int = 1800,
     log: Callable[[str], None] = print,
+    all_jobs: Sequence[Job] | None = None,
 ) -> list[dict[str, Any]]:
-    """Execute ``jobs`` (skipping finished ones unless ``force``); return one record per job.
+    """Execute ``jobs`` (skipping done ones unless ``force``); return one record per job.
+
+    Independent jobs run first (``parallel`` at a time), then the jobs that depend on them.
 
     Raises:
-        NotebookError: after all jobs ran, if any failed (the message lists them).
+        NotebookError: after the others ran, if any job failed (the message lists them).
+        KeyboardInterrupt: Ctrl-C; finished jobs are kept, nothing half-written is left.
     """
-    from tdlib.notebook import NotebookError
+    from tdlib.runner import NotebookError, execute_notebook
 
-    env = {"TDLIB_PROGRESS": os.environ.get("TDLIB_PROGRESS", "text")}
-    todo = [j for j in jobs if force or not j.is_finished()]
-    for j in jobs:
-        if j not in todo:
-            log(f"[sweep] {j.name}: finished earlier, skipped")
+    if parallel < 1:
+        raise ConfigError(f"parallel must be >= 1, got {parallel}")
+    env = {"TDLIB_PROGRESS": os.environ.get("TDLIB_PROGRESS", "off")}
+    universe = {j.name: j for j in (all_jobs or jobs)}
     records: list[dict[str, Any]] = []
 
     def one(job: Job) -> dict[str, Any]:
         t0 = time.perf_counter()
-        log(f"[sweep] {job.name}: running ({job.parameters})")
+        log(f"[sweep] {job.name}: running")
         try:
             execute_notebook(job.notebook, job.output, job.parameters, cell_timeout=cell_timeout,
                              env=env)
@@ -144,15 +252,35 @@ def run_sweep(
                     "error": str(exc)}
         secs = time.perf_counter() - t0
         write_json(job.stamp_path(), {"stamp": job.stamp(), "seconds": secs,
-                                      "parameters": job.parameters})
+                                      "parameters": job.parameters, "runs": job.used_runs()})
         log(f"[sweep] {job.name}: done in {secs:.0f} s")
         return {"job": job.name, "ok": True, "seconds": secs}
 
-    if parallel > 1 and len(todo) > 1:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            records = list(pool.map(one, todo))
-    else:
-        records = [one(j) for j in todo]
+    def todo(batch: Sequence[Job]) -> list[Job]:
+        out = []
+        for j in batch:
+            if force or j.state() != "done":
+                out.append(j)
+            else:
+                log(f"[sweep] {j.name}: done earlier, skipped")
+        return out
+
+    first = todo([j for j in jobs if not j.depends_on])
+    try:
+        if parallel > 1 and len(first) > 1:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                records += list(pool.map(one, first))
+        else:
+            records += [one(j) for j in first]
+        for j in (j for j in jobs if j.depends_on):
+            waiting = [d for d in j.depends_on if d in universe and universe[d].state() != "done"]
+            if waiting:
+                log(f"[sweep] {j.name}: not run, waiting for {', '.join(waiting)}")
+                continue
+            records += [one(x) for x in todo([j])]
+    except KeyboardInterrupt:
+        log("[sweep] interrupted: finished jobs are kept; rerun the same command to continue")
+        raise
     failed = [r for r in records if not r["ok"]]
     if failed:
         raise NotebookError("; ".join(f"{r['job']}: {r['error']}" for r in failed))
@@ -160,9 +288,9 @@ def run_sweep(
 
 
 def describe(jobs: Sequence[Job]) -> list[Mapping[str, Any]]:
-    """Name, notebook, parameters, output and state of each job (for ``--list``)."""
+    """Name, notebook, parameters, output, state and dependencies of each job (``--list``)."""
     return [
         {"job": j.name, "notebook": j.notebook.name, "parameters": j.parameters,
-         "output": str(j.output), "finished": j.is_finished()}
+         "output": str(j.output), "state": j.state(), "depends_on": list(j.depends_on)}
         for j in jobs
     ]

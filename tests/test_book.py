@@ -116,7 +116,7 @@ def _jupyter_book() -> str:
 
 def _build_book(root: Path, data_root: Path) -> tuple[Path, dict[str, float]]:
     """Sweep the notebooks at the smoke profile and build the book under ``root``; return html dir, timings."""
-    from tdlib.notebook import NotebookError
+    from tdlib.runner import NotebookError
     from tdlib.sweep import build_grid, run_sweep
 
     _copy_sources(root)

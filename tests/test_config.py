@@ -8,7 +8,6 @@ import pytest
 
 from tdlib.config import (
     DataConfig,
-    ExplainConfig,
     ModelConfig,
     TrainConfig,
     as_tuple,
@@ -63,8 +62,6 @@ def test_data_config_validation() -> None:
         DataConfig("mnist", train_per_class=0)
     with pytest.raises(ConfigError, match="resize_size"):
         DataConfig("imagenette", image_size=128, resize_size=100)
-    with pytest.raises(ConfigError, match="n_images"):
-        ExplainConfig(n_images=-1)
 
 
 def test_lr_schedule_boundaries() -> None:
@@ -113,8 +110,10 @@ def test_config_hash_is_stable_and_ignores_location() -> None:
     # repetitions do not change the run folder of repetition k
     c = run_config("mnist", "lenetfc", "td", profile="smoke", repetitions=3)
     assert config_hash(a) == config_hash(c)
-    # a known value: changes only if the record's fields change (then runs are retrained)
-    assert config_hash(TrainConfig(epochs=1)) == config_hash(TrainConfig(epochs=1))
+    # pinned values: they change only if the records' fields change, which orphans every run folder
+    # (and the zoo's recorded hashes); update them knowingly
+    assert config_hash(TrainConfig(epochs=1)) == "dad3c97798a3"
+    assert config_hash(run_config("mnist", "lenetfc", "bu", profile="paper", epochs=50)) == "37e6d7d58fad"
 
 
 def test_as_tuple_for_notebook_parameters() -> None:

@@ -89,7 +89,8 @@ def test_gradcam_targets_and_batching_agree(model: TinyNet, x: torch.Tensor) -> 
 
 def test_paper_gradcam_is_paper_normalisation(model: TinyNet, x: torch.Tensor) -> None:
     torch.testing.assert_close(
-        paper_gradcam(model, x), gradcam(model, x, normalisation="paper"), atol=0, rtol=0
+        paper_gradcam(model, x), gradcam(model, x, normalisation="paper", output="softmax"),
+        atol=0, rtol=0
     )
 
 
@@ -246,7 +247,7 @@ def test_road_scores(model: TinyNet, x: torch.Tensor) -> None:
 
 def test_browser_builds(model: TinyNet, x: torch.Tensor) -> None:
     pytest.importorskip("ipywidgets")
-    from tdlib.explain.widgets import GradCamBrowser, gradcam_browser
+    from tdlib.widgets import GradCamBrowser, gradcam_browser
 
     other = TinyNet()
     browser = GradCamBrowser({"BU": model, "TD": other}, x, [0, 1, 2, 0, 1], ["a", "b", "c"])
@@ -263,7 +264,7 @@ def test_browser_builds(model: TinyNet, x: torch.Tensor) -> None:
 def test_plot_cam_grid(model: TinyNet, x: torch.Tensor) -> None:
     import matplotlib.pyplot as plt
 
-    from tdlib.explain.plots import plot_cam, plot_cam_grid
+    from tdlib.plots import plot_cam, plot_cam_grid
 
     cams = gradcam(model, x)
     fig = plot_cam_grid(x[:4], {"BU": cams[:4], "TD": cams[:4]}, titles=list("abcd"), ncols=2)
@@ -276,8 +277,53 @@ def test_plot_cam_grid(model: TinyNet, x: torch.Tensor) -> None:
 
 def test_import_has_no_heavy_side_effects() -> None:
     code = (
-        "import sys, tdlib.explain, tdlib.explain.widgets, tdlib.explain.plots;"
+        "import sys, tdlib.explain, tdlib.widgets, tdlib.plots;"
         "heavy = {'pytorch_grad_cam', 'ipywidgets', 'matplotlib.pyplot'} & set(sys.modules);"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- bad values and the reference's protocol ------------------------------------------------
+@pytest.mark.parametrize(("targets", "fragment"), [
+    ([0, 1, 2, 0, -1], r"outside \[0, 3\)"),
+    ([0, 1, 2, 0, 3], r"outside \[0, 3\)"),
+    (torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0]), "integer class indices"),
+    ([0, 1], "got 2 targets for 5 images"),
+])
+def test_targets_out_of_range_are_refused(model: TinyNet, x: torch.Tensor, targets: object,
+                                          fragment: str) -> None:
+    model.num_classes = 3  # type: ignore[assignment]
+    with pytest.raises(InputShapeError, match=fragment):
+        gradcam(model, x, targets=targets)  # type: ignore[arg-type]
+    assert _hook_count(model) == 0
+
+
+@pytest.mark.parametrize(("bad", "fragment"), [
+    ("nan", "NaN/inf"), ("inf", "NaN/inf"), ("255", "0-255"), ("negative", r"\[0, 1\]"),
+])
+def test_bad_pixel_values_are_refused(model: TinyNet, x: torch.Tensor, bad: str, fragment: str) -> None:
+    y = x.clone()
+    if bad == "nan":
+        y[0, 0, 0, 0] = float("nan")
+    elif bad == "inf":
+        y[1, 0, 2, 2] = float("inf")
+    elif bad == "255":
+        y = y * 255
+    else:
+        y[0, 0, 0, 0] = -0.5
+    with pytest.raises(InputShapeError, match=fragment):
+        gradcam(model, y)
+
+
+def test_softmax_output_target_is_an_option_and_differs(model: TinyNet, x: torch.Tensor) -> None:
+    logit = gradcam(model, x, normalisation="paper")
+    soft = gradcam(model, x, normalisation="paper", output="softmax")
+    assert soft.shape == logit.shape and not torch.allclose(soft, logit)
+    assert torch.equal(paper_gradcam(model, x), soft)
+    with pytest.raises(UnknownNameError, match="Grad-CAM output"):
+        gradcam(model, x, output="probability")  # type: ignore[arg-type]
+
+
+def test_empty_batch_gives_empty_maps(model: TinyNet, x: torch.Tensor) -> None:
+    assert gradcam(model, x[:0]).shape == (0, *x.shape[-2:])

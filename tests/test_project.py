@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tdlib.notebook import hygiene_problems
+from tdlib.runner import hygiene_problems
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

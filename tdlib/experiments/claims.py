@@ -1,109 +1,271 @@
-"""The paper's claims, its numbers as recoverable, and verdicts from our saved results.
+"""The claims engine: verdicts with intervals, thresholds that are named, and a guard.
 
-The paper's own tables were not retrievable; the values here are those of
-``shared/paper/reference-notes.md``: clean accuracies read off the official notebook figures
-(±0.5 points) and the supplement's qualitative statements. Each experiment notebook saves a
-results JSON (:func:`save_results`); the Results page reads them all (:func:`load_all_results`).
+A claim row states one comparison (TD against BU on one dataset and backbone, say), its effect size
+with a 95% bootstrap interval and the sample it rests on, and a :class:`Verdict`:
+
+* ``holds`` / ``does not hold`` only when the whole interval lies on one side of the claim's
+  threshold (:data:`CLAIMS` names each threshold and its direction);
+* ``inconclusive`` when the interval contains the threshold; the reason gives n and the interval;
+* ``not claim-grade`` when a model it compares is below its accuracy floor
+  (:data:`tdlib.experiments.paper.CLAIM_GRADE_FLOOR`): under-trained models decide nothing;
+* ``not measured`` when no saved result covers the claim.
+
+The experiment records (:mod:`tdlib.experiments.records`) turn their measurements into rows with
+:func:`decide_row`; :func:`merge_rows` keeps the best evidence per (claim, scope) when several saved
+results cover the same comparison.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
-from tdlib.io import default_runs_root, read_json, write_json
+from tdlib.experiments.paper import claim_grade_floor
 
-#: Clean test accuracy (%) of the paper's models, read off the official figures (reference 3.1).
-PAPER_ACCURACY: dict[tuple[str, str, str], float] = {
-    ("mnist", "nin_light", "td"): 99.5,
-    ("fashion_mnist", "nin_light", "td"): 93.0,
-    ("cifar10_aug", "nin", "td"): 89.75,
-    ("cifar10_aug", "nin", "bu"): 90.0,
-    ("cifar10_aug", "resnet32", "bu"): 92.0,
-    ("cifar10", "resnet32", "bu"): 88.0,
-    ("cifar10", "resnet32", "td"): 83.0,
-    ("cifar10", "nin", "bu"): 89.0,
-    ("cifar10", "nin", "td"): 88.5,
-}
-
-#: The claims, in the order of the Results page.
-CLAIMS: dict[str, str] = {
-    "accuracy": "TD classifies about as well as BU (Exp 1)",
-    "noise": "TD is more robust to attacks adding correlated/uncorrelated noise (Exp 2)",
-    "blur": "TD is more robust to blurring attacks (Exp 2)",
-    "spatial": "TD is NOT more robust to spatial attacks (rotations, shifts) (Exp 2)",
-    "scale": "Perturbing the high (+medium) scale inputs hurts TD most, except on MNIST (Exp 2, supp. Fig 3)",
-    "localisation": "TD gives better-localised Grad-CAM maps than BU (Exp 3)",
-    "imagenette": "On Imagenette, BU is about 4 points more accurate than TD (supp. 2.1)",
-}
-
-#: Accuracy gap (points) within which "TD ≈ BU" is said to hold.
-ACCURACY_TOLERANCE = 1.0
-#: Below this accuracy (%, 10 classes) a model is too close to chance for any verdict.
-CHANCE_GUARD = 20.0
+__all__ = [
+    "CLAIMS",
+    "ClaimRow",
+    "ClaimSpec",
+    "ModelGrade",
+    "Verdict",
+    "claims_markdown",
+    "decide",
+    "decide_row",
+    "guard_reason",
+    "merge_rows",
+    "missing_rows",
+    "rows_to_json",
+]
 
 
-def results_path(name: str, profile: str, runs_root: str | Path | None = None) -> Path:
-    """``<runs>/results/<name>-<profile>.json``."""
-    root = Path(runs_root) if runs_root is not None else default_runs_root()
-    return root / "results" / f"{name}-{profile}.json"
+class Verdict(StrEnum):
+    """Outcome of one claim row."""
+
+    HOLDS = "holds"
+    DOES_NOT_HOLD = "does not hold"
+    INCONCLUSIVE = "inconclusive"
+    NOT_CLAIM_GRADE = "not claim-grade"
+    NOT_MEASURED = "not measured"
+
+    @property
+    def decided(self) -> bool:
+        """True for ``holds`` and ``does not hold``."""
+        return self in (Verdict.HOLDS, Verdict.DOES_NOT_HOLD)
 
 
-def save_results(name: str, profile: str, payload: dict[str, Any],
-                 runs_root: str | Path | None = None) -> Path:
-    """Save an experiment's results (atomically) for the Results page."""
-    return write_json(results_path(name, profile, runs_root), {"profile": profile, **payload})
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim of the paper and the rule that decides it.
 
-
-def load_all_results(profile: str, runs_root: str | Path | None = None) -> dict[str, Any]:
-    """All saved experiment results of ``profile``, keyed by experiment name."""
-    root = Path(runs_root) if runs_root is not None else default_runs_root()
-    out: dict[str, Any] = {}
-    for p in sorted((root / "results").glob(f"*-{profile}.json")):
-        out[p.name[: -len(f"-{profile}.json")]] = read_json(p)
-    return out
-
-
-def accuracy_verdict(bu: float, td: float, bu_std: float = math.nan, td_std: float = math.nan,
-                     tolerance: float = ACCURACY_TOLERANCE) -> str:
-    """``holds`` when |TD − BU| (points) is within ``tolerance`` or within the combined std.
-
-    When both models are near chance (below 20% on these 10-class tasks) the comparison says
-    nothing about the claim: "not measured at this scale".
+    The claim holds when the whole interval of the effect is ``direction`` of ``threshold``
+    ("above": low > threshold; "below": high < threshold) and does not hold when the whole interval
+    is on the other side.
     """
-    if math.isnan(bu) or math.isnan(td):
-        return "not measured"
-    if max(bu, td) < CHANCE_GUARD:
-        return "not measured at this scale (models near chance)"
-    spread = math.hypot(0.0 if math.isnan(bu_std) else bu_std, 0.0 if math.isnan(td_std) else td_std)
-    gap = td - bu
-    if abs(gap) <= max(tolerance, 2 * spread):
-        return "holds"
-    return "holds (TD better)" if gap > 0 else "does not hold"
+
+    key: str
+    statement: str
+    paper: str
+    metric: str
+    unit: str
+    threshold: float
+    direction: str  # "above" or "below"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("above", "below"):
+            raise ValueError(f"direction must be 'above' or 'below', got {self.direction!r}")
+
+    @property
+    def rule(self) -> str:
+        """The decision rule in words."""
+        side = ">" if self.direction == "above" else "<"
+        return f"holds when the 95% interval of {self.metric} is entirely {side} {self.threshold:+g}{self.unit}"
 
 
-def robustness_verdict(td_better: int, bu_better: int, *, expect_td_better: bool) -> str:
-    """Verdict from counts of (dataset, backbone) pairs where TD or BU had the larger median L2."""
-    if td_better + bu_better == 0:
-        return "not measured"
-    if expect_td_better:
-        if td_better > bu_better:
-            return "holds"
-        return "does not hold" if bu_better > td_better else "mixed"
-    # expectation: TD not more robust
-    return "holds" if td_better <= bu_better else "does not hold"
+#: Accuracy gap (TD − BU, points) above which "TD classifies about as well as BU" holds.
+ACCURACY_MARGIN = -1.0
+#: Robustness: relative change (%) of the median minimal L2 that TD must exceed (noise, blur).
+ROBUSTNESS_GAIN = 0.0
+#: Spatial attacks: TD is "not more robust" when its gain stays below this (%).
+SPATIAL_MARGIN = 5.0
 
-
-#: Trainable params and MACs (one image) of the official architectures (reference notes 1.7).
-REFERENCE_COST: dict[tuple[str, str], tuple[int, float]] = {
-    ("lenetfc", "bu"): (7_670, 0.83e6), ("lenetfc", "td"): (14_452, 3.67e6),
-    ("lenetfc", "td_uni"): (23_486, 11.31e6), ("lenetfc", "td_rev"): (57_846, 37.74e6),
-    ("nin_light", "bu"): (62_094, 10.90e6), ("nin_light", "td"): (212_670, 101.75e6),
-    ("nin_light", "td_uni"): (214_734, 103.29e6), ("nin_light", "td_rev"): (214_206, 101.57e6),
-    ("nin", "bu"): (969_822, 222.5e6), ("nin", "td"): (3_368_478, 2_117e6),
-    ("nin", "td_uni"): (3_397_470, 2_146e6), ("nin", "td_rev"): (3_388_446, 2_110e6),
-    ("resnet32", "bu"): (467_946, 69.1e6), ("resnet32", "td"): (528_042, 86.0e6),
-    ("resnet32", "td_uni"): (319_626, 148.6e6), ("resnet32", "td_rev"): (563_274, 465.3e6),
-    ("resnet18_half", "bu"): (2_799_114, 567.8e6), ("resnet18_half", "td"): (4_966_538, 4_129e6),
+CLAIMS: dict[str, ClaimSpec] = {
+    "accuracy": ClaimSpec(
+        "accuracy", "TD classifies about as well as BU (Exp 1)",
+        "comparable on MNIST / F-MNIST (NIN-light TD ≈ 99.5% / 93%), a small drop on CIFAR-10",
+        "TD − BU test accuracy, paired over test images (and repetitions)", " pts",
+        ACCURACY_MARGIN, "above"),
+    "noise": ClaimSpec(
+        "noise", "TD is more robust to attacks that add (correlated or uncorrelated) noise (Exp 2)",
+        "TD curves under BU for Pointwise, S&P and additive noise",
+        "median over images and noise attacks of the paired TD/BU ratio of minimal L2, as % change",
+        "%", ROBUSTNESS_GAIN, "above"),
+    "blur": ClaimSpec(
+        "blur", "TD is more robust to blurring attacks (Exp 2)",
+        "TD better or equal for Gaussian blur",
+        "median over images of the paired TD/BU ratio of minimal L2 under Gaussian blur, as % change",
+        "%", ROBUSTNESS_GAIN, "above"),
+    "spatial": ClaimSpec(
+        "spatial", "TD is not more robust to spatial attacks (rotations, shifts) (Exp 2)",
+        "TD not better; ResNet32-TD worse on CIFAR10_aug",
+        "median over images and spatial attacks of the paired TD/BU ratio of minimal L2, as % change",
+        "%", SPATIAL_MARGIN, "below"),
+    "scale": ClaimSpec(
+        "scale", "Perturbing high+medium inputs hurts a TD network most; on MNIST medium+low (supp. Fig 3)",
+        "high-medium most damaging pair; medium-low on MNIST",
+        "accuracy of the next most damaging pair minus that of the predicted pair, paired over images",
+        " pts", 0.0, "above"),
+    "localisation": ClaimSpec(
+        "localisation", "TD gives better-localised Grad-CAM maps than BU (Exp 3)",
+        "better-localised, object-driven maps (qualitative)",
+        "TD − BU share of Grad-CAM energy on the object at the final feature map, paired over images",
+        "", 0.0, "above"),
+    "imagenette": ClaimSpec(
+        "imagenette", "On Imagenette, BU is more accurate than TD (supp. 2.1)",
+        "BU about 4 points above TD",
+        "BU − TD test accuracy, paired over validation images", " pts", 0.0, "above"),
 }
+
+
+@dataclass(frozen=True)
+class ModelGrade:
+    """A model's clean accuracy, for the guard."""
+
+    label: str
+    dataset: str
+    backbone: str
+    accuracy: float  # %
+    n: int
+
+
+def guard_reason(models: Iterable[ModelGrade]) -> str | None:
+    """Why these models may not decide a claim (``None`` when all are claim-grade)."""
+    problems = []
+    for m in models:
+        floor = claim_grade_floor(m.dataset, m.backbone)
+        if floor is None:
+            problems.append(f"{m.label}: no accuracy floor defined for {m.dataset}/{m.backbone}")
+        elif not m.accuracy >= floor.accuracy:
+            problems.append(f"{m.label} at {m.accuracy:.2f}% (n = {m.n}) is below the floor "
+                            f"{floor.accuracy:.2f}% ({floor.source})")
+    return "; ".join(problems) or None
+
+
+def _fmt(v: float) -> str:
+    if math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return f"{v:+.3g}"
+
+
+def decide(spec: ClaimSpec, effect: float, low: float, high: float, n: int) -> tuple[Verdict, str]:
+    """The verdict of ``spec`` for an effect with interval [``low``, ``high``] over ``n`` items."""
+    if n == 0 or math.isnan(effect) or math.isnan(low) or math.isnan(high):
+        return Verdict.INCONCLUSIVE, f"n = {n}: no finite estimate"
+    t = spec.threshold
+    above, below = low > t, high < t
+    interval = f"n = {n}: interval {_fmt(low)}…{_fmt(high)}{spec.unit}"
+    if (spec.direction == "above" and above) or (spec.direction == "below" and below):
+        return Verdict.HOLDS, f"{interval} clears {t:+g}{spec.unit}"
+    if (spec.direction == "above" and below) or (spec.direction == "below" and above):
+        return Verdict.DOES_NOT_HOLD, f"{interval} lies on the wrong side of {t:+g}{spec.unit}"
+    return Verdict.INCONCLUSIVE, f"{interval} contains the threshold {t:+g}{spec.unit}"
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One verdict: a claim on one scope (e.g. ``mnist · lenetfc``), with its evidence."""
+
+    claim: str
+    scope: str
+    verdict: Verdict
+    effect: float | None
+    ci: tuple[float, float] | None
+    n: int
+    runs: tuple[str, ...]
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict, compare=False)
+    rank: tuple[int, int, str] = field(default=(0, 0, ""), compare=False)
+
+    @property
+    def spec(self) -> ClaimSpec:
+        return CLAIMS[self.claim]
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as the CLI's JSON (``claim``, ``verdict``, ``effect``, ``ci``, ``n``, ``runs``,
+        ``reason`` plus ``scope``, ``statement``, ``metric``, ``threshold``)."""
+        def finite(v: float | None) -> float | None:
+            return None if v is None or math.isnan(v) else v
+
+        return {
+            "claim": self.claim, "scope": self.scope, "statement": self.spec.statement,
+            "verdict": str(self.verdict), "effect": finite(self.effect),
+            "ci": None if self.ci is None else [finite(self.ci[0]), finite(self.ci[1])],
+            "n": self.n, "runs": list(self.runs), "reason": self.reason,
+            "metric": self.spec.metric, "unit": self.spec.unit.strip(),
+            "threshold": self.spec.threshold, "direction": self.spec.direction,
+        }
+
+
+def decide_row(claim: str, scope: str, *, effect: float, low: float, high: float, n: int,
+               runs: Sequence[str], models: Sequence[ModelGrade], created: str = "",
+               detail: dict[str, Any] | None = None) -> ClaimRow:
+    """A claim row: the guard first, then :func:`decide` on the effect and its interval."""
+    spec = CLAIMS[claim]
+    blocked = guard_reason(models)
+    if blocked is not None:
+        verdict, reason = Verdict.NOT_CLAIM_GRADE, blocked
+    else:
+        verdict, reason = decide(spec, effect, low, high, n)
+    return ClaimRow(claim, scope, verdict, effect, (low, high), n, tuple(runs), reason,
+                    dict(detail or {}), rank=(int(blocked is None), n, created))
+
+
+def merge_rows(rows: Iterable[ClaimRow]) -> list[ClaimRow]:
+    """One row per (claim, scope): claim-grade evidence first, then the larger sample, then the
+    newer result; rows come out in the order of :data:`CLAIMS`, then by scope."""
+    best: dict[tuple[str, str], ClaimRow] = {}
+    for r in rows:
+        key = (r.claim, r.scope)
+        if key not in best or r.rank > best[key].rank:
+            best[key] = r
+    order = {k: i for i, k in enumerate(CLAIMS)}
+    return sorted(best.values(), key=lambda r: (order.get(r.claim, 99), r.scope))
+
+
+def missing_rows(rows: Sequence[ClaimRow]) -> list[ClaimRow]:
+    """``not measured`` rows for the claims no saved result covers."""
+    have = {r.claim for r in rows}
+    return [ClaimRow(k, "–", Verdict.NOT_MEASURED, None, None, 0, (),
+                     "no saved result of this profile covers it")
+            for k in CLAIMS if k not in have]
+
+
+def _cell(v: float | None, unit: str) -> str:
+    if v is None or math.isnan(v):
+        return "–"
+    return f"{_fmt(v)}{unit}"
+
+
+def claims_markdown(rows: Sequence[ClaimRow]) -> str:
+    """The claims table in Markdown (narrow columns, so it fits the book's page)."""
+    lines = ["| claim | scope | verdict | effect [95% CI] | n |", "|---|---|---|---|---|"]
+    for r in rows:
+        u = r.spec.unit
+        eff = _cell(r.effect, u)
+        if r.ci is not None and r.effect is not None and not math.isnan(r.effect):
+            eff += f" [{_cell(r.ci[0], '')}, {_cell(r.ci[1], '')}]"
+        cells = [r.claim, r.scope, f"**{r.verdict}**", eff, str(r.n) if r.n else "–"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def rows_to_json(rows: Sequence[ClaimRow]) -> list[dict[str, Any]]:
+    """Rows as plain JSON-able dicts."""
+    return [r.to_json() for r in rows]
+
+
+def with_runs(row: ClaimRow, runs: Sequence[str]) -> ClaimRow:
+    """A copy of ``row`` naming other runs."""
+    return replace(row, runs=tuple(runs))

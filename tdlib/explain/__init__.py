@@ -1,8 +1,8 @@
 """Explainability: Grad-CAM maps, localisation and faithfulness scores, overlays and plots.
 
-Importing this package is cheap and has no side effects: pytorch_grad_cam, matplotlib and
-ipywidgets are imported inside the functions that need them. Plots live in
-:mod:`tdlib.explain.plots` and the notebook browser in :mod:`tdlib.explain.widgets`.
+Importing this package is cheap and has no side effects: pytorch_grad_cam is imported inside the
+functions that need it. Plots of maps live in :mod:`tdlib.plots` and the JupyterLab browser in
+:mod:`tdlib.widgets`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from tdlib.explain.faithfulness import road_score, road_scores
 from tdlib.explain.gradcam import (
     NORMALISATIONS,
+    OUTPUTS,
     GradCamExplainer,
     gradcam,
     paper_gradcam,
@@ -20,6 +21,7 @@ from tdlib.explain.gradcam import (
 from tdlib.explain.localization import (
     energy_on_object,
     foreground_mask,
+    localization_per_image,
     localization_scores,
     pointing_game,
 )
@@ -27,11 +29,13 @@ from tdlib.explain.overlay import colorize, overlay
 
 __all__ = [
     "NORMALISATIONS",
+    "OUTPUTS",
     "GradCamExplainer",
     "colorize",
     "energy_on_object",
     "foreground_mask",
     "gradcam",
+    "localization_per_image",
     "localization_scores",
     "overlay",
     "paper_gradcam",

@@ -49,9 +49,14 @@ if TYPE_CHECKING:
 
 Normalisation = Literal["library", "paper"]
 NORMALISATIONS: tuple[str, ...] = ("library", "paper")
+#: What Grad-CAM differentiates: the class logit, or the class probability (the reference models
+#: end in a softmax, so the paper's maps are of the softmax output).
+Output = Literal["logit", "softmax"]
+OUTPUTS: tuple[str, ...] = ("logit", "softmax")
 
 __all__ = [
     "NORMALISATIONS",
+    "OUTPUTS",
     "GradCamExplainer",
     "Normalisation",
     "gradcam",
@@ -166,6 +171,29 @@ def _check_images(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise InputShapeError(f"x must be a float (N, C, H, W) tensor, got {shape}")
+    x = x.detach()
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise InputShapeError(f"x holds {bad} NaN/inf value(s); Grad-CAM needs finite images in [0, 1]")
+    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+        raise InputShapeError(
+            f"x must lie in [0, 1] pixel space (normalisation is the model's first layer); got "
+            f"min {float(x.min()):.4g}, max {float(x.max()):.4g} (images in 0-255? divide by 255)")
+
+
+def _check_targets(targets: Sequence[int] | torch.Tensor, n: int, num_classes: int | None) -> list[int]:
+    t = torch.as_tensor(targets)
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise InputShapeError(f"targets must be integer class indices, got dtype {t.dtype}")
+    tlist = [int(v) for v in t.reshape(-1).tolist()]
+    if len(tlist) != n:
+        raise InputShapeError(f"got {len(tlist)} targets for {n} images")
+    if num_classes is not None:
+        bad = sorted({v for v in tlist if not 0 <= v < num_classes})
+        if bad:
+            raise InputShapeError(f"targets {bad[:5]} are outside [0, {num_classes}): a negative "
+                                  f"index would silently explain another class")
+    return tlist
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -194,6 +222,8 @@ class GradCamExplainer:
         batch_size: images per forward/backward pass.
         device: where to run; ``None`` keeps the model's device. A model moved here is moved back
             on exit.
+        output: ``"logit"`` (differentiate the class logit) or ``"softmax"`` (the class
+            probability, as the reference models end in a softmax).
     """
 
     def __init__(
@@ -204,9 +234,13 @@ class GradCamExplainer:
         normalisation: Normalisation = "library",
         batch_size: int = 64,
         device: torch.device | str | None = None,
+        output: Output = "logit",
     ) -> None:
         if normalisation not in NORMALISATIONS:
             raise UnknownNameError("normalisation", normalisation, NORMALISATIONS)
+        if output not in OUTPUTS:
+            raise UnknownNameError("Grad-CAM output", output, OUTPUTS)
+        self.output = output
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model
@@ -222,7 +256,8 @@ class GradCamExplainer:
     def __repr__(self) -> str:
         return (
             f"GradCamExplainer(model={type(self.model).__name__}, stage={self.stage!r}, "
-            f"normalisation={self.normalisation!r}, batch_size={self.batch_size})"
+            f"normalisation={self.normalisation!r}, output={self.output!r}, "
+            f"batch_size={self.batch_size})"
         )
 
     def __enter__(self) -> GradCamExplainer:
@@ -275,26 +310,36 @@ class GradCamExplainer:
 
         Args:
             x: (N, C, H, W) float images in [0, 1]; not modified.
-            targets: one class index per image; ``None`` uses each image's top-1 prediction.
+            targets: one class index in ``[0, num_classes)`` per image; ``None`` uses each image's
+                top-1 prediction.
 
         Returns:
             (N, H, W) float32 CPU tensor in [0, 1] at the input resolution.
 
         Raises:
-            InputShapeError: ``x`` is not a float NCHW tensor or ``targets`` has the wrong length.
+            InputShapeError: ``x`` is not a finite float NCHW tensor in [0, 1], or ``targets`` has
+                the wrong length, dtype or a class index out of range.
             RuntimeError: the explainer is not open (use ``with``).
         """
         if self._cam is None:
             raise RuntimeError("GradCamExplainer is closed; use it inside a `with` block")
         _check_images(x)
         n = x.shape[0]
+        num_classes = getattr(self.model, "num_classes", None)
         tlist: list[int] | None = None
         if targets is not None:
-            tlist = [int(t) for t in torch.as_tensor(targets).reshape(-1).tolist()]
-            if len(tlist) != n:
-                raise InputShapeError(f"got {len(tlist)} targets for {n} images")
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+            tlist = _check_targets(targets, n, num_classes)
+        elif self.output == "softmax" and n:
+            with torch.no_grad():
+                dev = _model_device(self.model)
+                tlist = torch.cat([self.model(x[s : s + self.batch_size].to(dev)).argmax(1).cpu()
+                                   for s in range(0, n, self.batch_size)]).tolist()
+        from pytorch_grad_cam.utils.model_targets import (
+            ClassifierOutputSoftmaxTarget,
+            ClassifierOutputTarget,
+        )
 
+        target_cls = ClassifierOutputSoftmaxTarget if self.output == "softmax" else ClassifierOutputTarget
         device = _model_device(self.model)
         frozen = not any(p.requires_grad for p in self.model.parameters())
         out = []
@@ -304,7 +349,7 @@ class GradCamExplainer:
                 xb.requires_grad_(True)
             tb = None
             if tlist is not None:
-                tb = [ClassifierOutputTarget(t) for t in tlist[start : start + self.batch_size]]
+                tb = [target_cls(t) for t in tlist[start : start + self.batch_size]]
             try:
                 with torch.enable_grad():
                     maps = self._cam(input_tensor=xb, targets=tb)
@@ -326,6 +371,7 @@ def gradcam(
     batch_size: int = 64,
     device: torch.device | str | None = None,
     normalisation: Normalisation = "library",
+    output: Output = "logit",
 ) -> torch.Tensor:
     """Grad-CAM maps of ``model`` at ``stage`` for a batch of images.
 
@@ -340,16 +386,19 @@ def gradcam(
         batch_size: images per forward/backward pass.
         device: where to run; ``None`` keeps the model's device.
         normalisation: ``"library"`` (pytorch-grad-cam default) or ``"paper"`` (reference code).
+        output: ``"logit"`` or ``"softmax"`` (the reference's models end in a softmax).
 
     Returns:
         (N, H, W) float32 CPU tensor in [0, 1] at the input resolution.
 
     Raises:
         UnknownNameError: unknown ``stage`` (the message lists the model's stage names).
-        InputShapeError: ``x`` is not a float NCHW tensor or ``targets`` has the wrong length.
+        InputShapeError: ``x`` is not a finite float NCHW tensor in [0, 1], or ``targets`` has
+            the wrong length or a class index out of range.
     """
     with GradCamExplainer(
-        model, stage=stage, normalisation=normalisation, batch_size=batch_size, device=device
+        model, stage=stage, normalisation=normalisation, batch_size=batch_size, device=device,
+        output=output,
     ) as explain:
         return explain(x, targets)
 
@@ -363,7 +412,7 @@ def paper_gradcam(
     batch_size: int = 64,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """:func:`gradcam` with the reference code's normalisation (``normalisation="paper"``).
+    """:func:`gradcam` as the reference computes it: its normalisation and the softmax output.
 
     Args:
         model: a tdlib classifier.
@@ -384,4 +433,5 @@ def paper_gradcam(
         batch_size=batch_size,
         device=device,
         normalisation="paper",
+        output="softmax",
     )

@@ -1,7 +1,7 @@
-"""Plot primitives for the notebooks: data in, figure out (never shown or saved here).
+"""Interactive charts (plotly; they survive into the book's HTML): data in, figure out.
 
-Interactive figures use plotly (they survive into the book's HTML); image grids use matplotlib.
-Colours follow the paper: BU red, TD green; TD_uni / TD_rev blue / purple.
+Colours follow the paper: BU red, TD green; TD_uni / TD_rev blue / purple. Nothing is shown or
+saved here.
 """
 
 from __future__ import annotations
@@ -61,12 +61,12 @@ def accuracy_bars(rows: Sequence[Mapping[str, Any]]) -> Any:
             error_y={"type": "data", "array": [0 if np.isnan(r["test_acc_std"]) else r["test_acc_std"] for r in rs]},
             name=v, marker_color=COLORS.get(v),
         ))
-    paper = [r for r in rows if not np.isnan(r.get("paper_acc", np.nan))]
+    paper = [r for r in rows if not np.isnan(r.get("paper_clean_acc", np.nan))]
     if paper:
         fig.add_trace(go.Scatter(x=[f"{r['dataset']}<br>{r['backbone']}" for r in paper],
-                                 y=[r["paper_acc"] for r in paper], mode="markers",
+                                 y=[r["paper_clean_acc"] for r in paper], mode="markers",
                                  marker={"symbol": "diamond", "size": 10, "color": "black"},
-                                 name="paper (read off figures)"))
+                                 name="paper's clean accuracy (read off a figure)"))
     fig.update_layout(barmode="group", yaxis_title="test accuracy (%)", height=400)
     return fig
 
@@ -165,34 +165,57 @@ def heatmaps(maps: Mapping[str, torch.Tensor | np.ndarray], *, title: str = "", 
     return fig
 
 
-def image_rows(rows: Mapping[str, torch.Tensor], *, titles: Sequence[str] | None = None,
-               diff_rows: Sequence[str] = ()) -> Any:
-    """A matplotlib grid: one row per entry of ``rows`` ((N, C, H, W) in [0, 1]; difference rows
-    are shown with a diverging colour map)."""
-    import matplotlib.pyplot as plt
+VERDICT_COLORS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive": "#7f7f7f",
+                  "not claim-grade": "#ff7f0e", "not measured": "#c7c7c7"}
 
-    n = max(v.shape[0] for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n, 1.5 * len(rows)), squeeze=False)
-    for i, (name, imgs) in enumerate(rows.items()):
-        for j in range(n):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j >= imgs.shape[0]:
-                ax.axis("off")
-                continue
-            img = imgs[j].detach().cpu()
-            if name in diff_rows:
-                d = img.mean(0).numpy()
-                lim = max(float(np.abs(d).max()), 1e-6)
-                ax.imshow(d, cmap="seismic", vmin=-lim, vmax=lim)
-            else:
-                ax.imshow(img.permute(1, 2, 0).numpy().squeeze(), cmap="gray" if img.shape[0] == 1 else None,
-                          vmin=0, vmax=1)
-            if j == 0:
-                ax.set_ylabel(name, fontsize=8)
-            if titles is not None and i == 0 and j < len(titles):
-                ax.set_title(titles[j], fontsize=7)
-    fig.tight_layout()
-    plt.close(fig)  # returned for display; an open pyplot figure would be shown a second time
+
+def forest_plot(rows: Sequence[Any]) -> Any:
+    """Each claim row's effect and 95% interval against its threshold (one panel per claim,
+    each with its own unit); colour = verdict. Infinite interval ends are drawn at the panel's
+    edge and named in the hover text."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    rows = [r for r in rows if (r.effect is not None and np.isfinite(r.effect))
+            or (r.ci is not None and any(np.isfinite(v) for v in r.ci))]
+    claims = list(dict.fromkeys(r.claim for r in rows))
+    if not claims:
+        fig = go.Figure()
+        fig.update_layout(title="no claim has a measured effect yet", height=160)
+        return fig
+    counts = [sum(r.claim == c for r in rows) for c in claims]
+    fig = make_subplots(rows=len(claims), cols=1, row_heights=[max(n, 1) for n in counts],
+                        vertical_spacing=0.35 / len(claims),
+                        subplot_titles=[f"{rows_of[0].spec.statement}<br><sup>{rows_of[0].spec.rule}</sup>"
+                                        for rows_of in ([r for r in rows if r.claim == c] for c in claims)])
+    seen: set[str] = set()
+    for k, claim in enumerate(claims, start=1):
+        sub = [r for r in rows if r.claim == claim]
+        spec = sub[0].spec
+        finite = [v for r in sub for v in (r.effect, *(r.ci or ())) if v is not None and np.isfinite(v)]
+        finite.append(spec.threshold)
+        lo, hi = min(finite), max(finite)
+        pad = 0.15 * (hi - lo or 1.0)
+        lo, hi = lo - pad, hi + pad
+        for r in sub:
+            low, high = r.ci if r.ci is not None else (np.nan, np.nan)
+            eff = r.effect if r.effect is not None else np.nan
+            shown = [float(np.clip(v, lo, hi)) if not np.isnan(v) else np.nan for v in (eff, low, high)]
+            verdict = str(r.verdict)
+            fig.add_trace(go.Scatter(
+                x=[shown[0]], y=[r.scope], mode="markers",
+                marker={"size": 10, "color": VERDICT_COLORS.get(verdict, "black")},
+                error_x={"type": "data", "symmetric": False,
+                         "array": [max(shown[2] - shown[0], 0) if not np.isnan(shown[2]) else 0],
+                         "arrayminus": [max(shown[0] - shown[1], 0) if not np.isnan(shown[1]) else 0]},
+                name=verdict, legendgroup=verdict, showlegend=verdict not in seen,
+                hovertext=f"{r.scope}: {eff:+.3g}{spec.unit} [{low:+.3g}, {high:+.3g}], n = {r.n}: "
+                          f"{verdict}", hoverinfo="text",
+            ), row=k, col=1)
+            seen.add(verdict)
+        fig.add_vline(x=spec.threshold, line_dash="dash", line_color="black", row=k, col=1)
+        fig.update_xaxes(range=[lo, hi], title_text=spec.unit.strip() or "effect", row=k, col=1)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(height=140 + 70 * sum(counts) + 60 * len(claims), margin={"l": 10, "r": 10, "t": 60},
+                      legend={"orientation": "h", "y": -0.05})
     return fig

@@ -1,6 +1,13 @@
-"""A small ipywidgets browser of Grad-CAM maps (JupyterLab only; static book pages show a snapshot).
+"""ipywidgets browsers for JupyterLab (the static book shows a snapshot of their first view).
 
-ipywidgets and matplotlib are imported when a browser is built, never on import of this module.
+* :class:`AdversarialExplorer` -- pick a model, an attack and an image; see the original, the
+  adversarial, their difference and both predictions (Exp 2).
+* :class:`GradCamBrowser` -- pick an image, a model, a stage and a class; see the image, the
+  Grad-CAM map and the overlay (Exp 3).
+
+Both build their controls in ``widget``, draw into an ``ipywidgets.Output`` with ``update()`` and
+return matplotlib figures from ``render()``. ipywidgets and matplotlib are imported when a browser
+is built, never on import of this module.
 """
 
 from __future__ import annotations
@@ -18,7 +25,107 @@ from tdlib.explain.overlay import colorize, overlay
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["GradCamBrowser", "gradcam_browser"]
+    from tdlib.experiments.robustness import RobustnessRun
+
+__all__ = ["AdversarialExplorer", "GradCamBrowser", "adversarial_explorer", "gradcam_browser"]
+
+
+def _show(output: Any, fig: Any) -> None:
+    from IPython.display import display
+
+    with output:
+        output.clear_output(wait=True)
+        display(fig)
+
+
+class AdversarialExplorer:
+    """Pick model, attack and sample; see original, adversarial, difference and predictions.
+
+    Attributes:
+        widget: the ``ipywidgets.VBox`` to display.
+        model, attack, sample: the control widgets.
+        output: the ``ipywidgets.Output`` the figure is drawn into.
+    """
+
+    def __init__(self, runs: Sequence[RobustnessRun],
+                 class_names: Mapping[str, Sequence[str]] | None = None) -> None:
+        import ipywidgets as widgets
+
+        if not runs:
+            raise InputShapeError("need at least one attacked model")
+        self.runs = {f"{r.provided.ref.dataset} · {r.label}": r for r in runs}
+        self.class_names = dict(class_names or {})
+        first = next(iter(self.runs.values()))
+        self.model = widgets.Dropdown(options=list(self.runs), description="model")
+        self.attack = widgets.Dropdown(options=list(first.results), description="attack")
+        self.sample = widgets.IntSlider(min=0, max=max(len(first.y) - 1, 0), value=0,
+                                        description="sample")
+        self.output = widgets.Output()
+        self.model.observe(self._on_model, names="value")
+        for w in (self.attack, self.sample):
+            w.observe(self.update, names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.model, self.attack, self.sample]), self.output])
+
+    def _on_model(self, change: Any = None) -> None:
+        run = self.runs[self.model.value]
+        with self.attack.hold_trait_notifications(), self.sample.hold_trait_notifications():
+            if list(self.attack.options) != list(run.results):
+                self.attack.options = list(run.results)
+            self.sample.max = max(len(run.y) - 1, 0)
+        self.update()
+
+    def render(self) -> Figure:
+        """The current selection as a figure (original, adversarial, difference)."""
+        from matplotlib.figure import Figure
+
+        run = self.runs[self.model.value]
+        attack = self.attack.value if self.attack.value in run.results else next(iter(run.results))
+        res = run.results[attack]
+        i = min(int(self.sample.value), len(run.y) - 1)
+        x, xa = run.x[i : i + 1], res.x_adv[i : i + 1]
+        model = run.model.eval()
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            p_clean = int(model(x.to(device)).argmax(1))
+            p_adv = int(model(xa.to(device)).argmax(1))
+        names = self.class_names.get(run.provided.ref.dataset)
+
+        def lab(k: int) -> str:
+            return str(names[k]) if names else str(k)
+
+        fig = Figure(figsize=(7, 2.6))
+        axes = fig.subplots(1, 3)
+        for ax, img, title in ((axes[0], x[0], f"original: {lab(p_clean)} (true {lab(int(run.y[i]))})"),
+                               (axes[1], xa[0], f"{attack}: {lab(p_adv)}")):
+            ax.imshow(img.permute(1, 2, 0).squeeze().numpy(), cmap="gray" if img.shape[0] == 1 else None,
+                      vmin=0, vmax=1)
+            ax.set_title(title, fontsize=8)
+        d = (xa[0] - x[0]).mean(0).numpy()
+        lim = max(float(abs(d).max()), 1e-6)
+        axes[2].imshow(d, cmap="seismic", vmin=-lim, vmax=lim)
+        axes[2].set_title(f"difference, L2 = {float(res.l2[i]):.2f}", fontsize=8)
+        for ax in axes:
+            ax.axis("off")
+        fig.tight_layout()
+        return fig
+
+    def update(self, change: Any = None) -> None:
+        """Redraw the output for the current selection (the widgets' observer)."""
+        _show(self.output, self.render())
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def adversarial_explorer(runs: Sequence[RobustnessRun],
+                         class_names: Mapping[str, Sequence[str]] | None = None) -> AdversarialExplorer:
+    """Build an :class:`AdversarialExplorer` and draw its first view; display the returned object."""
+    explorer = AdversarialExplorer(runs, class_names)
+    explorer.update()
+    return explorer
+
 
 PREDICTED = -1
 
@@ -131,12 +238,7 @@ class GradCamBrowser:
 
     def update(self, change: Any = None) -> None:
         """Redraw the output for the current selection (the widgets' observer)."""
-        from IPython.display import display
-
-        fig = self.render()
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
+        _show(self.output, self.render())
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

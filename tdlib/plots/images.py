@@ -1,11 +1,12 @@
-"""Plot primitives for CAMs: ``ax``/``fig`` in, figure out; never ``plt.show()`` or saving."""
+"""Image grids (matplotlib): images and CAMs in, figure out; never ``plt.show()`` or saving."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from tdlib.errors import InputShapeError
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_cam", "plot_cam_grid"]
+__all__ = ["image_rows", "plot_cam", "plot_cam_grid"]
 
 
 def _show_image(ax: Axes, image: torch.Tensor) -> None:
@@ -132,6 +133,39 @@ def plot_cam_grid(
             axes[row0 + k, col].set_yticks([])
             if col == 0:
                 axes[row0 + k, col].set_ylabel(labels[k], fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)  # returned for display; an open pyplot figure would be shown a second time
+    return fig
+
+
+def image_rows(rows: Mapping[str, torch.Tensor], *, titles: Sequence[str] | None = None,
+               diff_rows: Sequence[str] = ()) -> Any:
+    """A matplotlib grid: one row per entry of ``rows`` ((N, C, H, W) in [0, 1]; difference rows
+    are shown with a diverging colour map)."""
+    import matplotlib.pyplot as plt
+
+    n = max(v.shape[0] for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n, 1.5 * len(rows)), squeeze=False)
+    for i, (name, imgs) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= imgs.shape[0]:
+                ax.axis("off")
+                continue
+            img = imgs[j].detach().cpu()
+            if name in diff_rows:
+                d = img.mean(0).numpy()
+                lim = max(float(np.abs(d).max()), 1e-6)
+                ax.imshow(d, cmap="seismic", vmin=-lim, vmax=lim)
+            else:
+                ax.imshow(img.permute(1, 2, 0).numpy().squeeze(), cmap="gray" if img.shape[0] == 1 else None,
+                          vmin=0, vmax=1)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if titles is not None and i == 0 and j < len(titles):
+                ax.set_title(titles[j], fontsize=7)
     fig.tight_layout()
     plt.close(fig)  # returned for display; an open pyplot figure would be shown a second time
     return fig

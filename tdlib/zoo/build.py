@@ -1,0 +1,181 @@
+"""(Re)training the zoo's models with their recorded recipe and exporting them.
+
+``python -m tdlib zoo train [--only PATTERN]`` trains each plan entry through
+:func:`tdlib.training.fit_or_load` (checkpointed every epoch: an interrupted run resumes, a finished
+one is reused) and exports it: tensors to ``<name>.safetensors``, facts to ``<name>.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tdlib.config import config_hash, to_dict
+from tdlib.errors import ConfigError
+from tdlib.zoo.manifest import ZooEntry, sha256_file, write_entry, zoo_dir
+from tdlib.zoo.plan import ZOO_PLAN, PlanEntry
+
+__all__ = ["PROVENANCE_FILE", "export_run", "machine_description", "select_plan", "train_entries"]
+
+PROVENANCE_FILE = "provenance.json"
+
+
+def machine_description() -> str:
+    """CPU model and core count (or the GPU), for the manifests."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores"
+
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def select_plan(only: str | None = None) -> list[PlanEntry]:
+    """Plan entries whose name matches one of the comma-separated globs in ``only``.
+
+    Raises:
+        ConfigError: ``only`` matches no entry (the message lists them).
+    """
+    if not only:
+        return list(ZOO_PLAN)
+    pats = [p.strip() for p in only.split(",") if p.strip()]
+    out = [e for e in ZOO_PLAN if any(fnmatch.fnmatch(e.name, p) for p in pats)]
+    if not out:
+        raise ConfigError(f"--only {only!r} matches no zoo entry; entries: "
+                          + ", ".join(e.name for e in ZOO_PLAN))
+    return out
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None = None,
+               data_root: str | None = None) -> ZooEntry:
+    """Write a finished run's weights and manifest into the zoo; return the manifest.
+
+    The test accuracy in the manifest is recomputed from the exported file on the full official
+    test set (not copied from the run), so the manifest describes exactly what was shipped.
+    """
+    from safetensors.torch import save
+
+    from tdlib.io import atomic_write_bytes, read_json
+    from tdlib.zoo.registry import evaluate_entry
+
+    base = zoo_dir(root)
+    base.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
+    path = base / f"{plan.name}.safetensors"
+    atomic_write_bytes(path, save(state, metadata={"name": plan.name, "format": "tdlib-zoo-v1"}))
+    cfg = run.config
+    prov_file = Path(run.folder) / PROVENANCE_FILE
+    prov = read_json(prov_file) if prov_file.is_file() else {}
+    result = read_json(Path(run.folder) / "result.json")
+    history = [{k: h[k] for k in ("epoch", "lr", "train_loss", "train_accuracy", "val_accuracy",
+                                  "seconds") if k in h} for h in run.history]
+    seconds = float(sum(h["seconds"] for h in run.history))
+    entry = ZooEntry(
+        name=plan.name, dataset=plan.dataset, backbone=plan.backbone, variant=plan.variant,
+        seed=plan.seed, file=path.name, bytes=path.stat().st_size, sha256=sha256_file(path),
+        test_accuracy=float("nan"), test_images=0, val_accuracy=100.0 * float(run.val_accuracy),
+        predictions_sha256="", config=to_dict(cfg), config_hash=config_hash(cfg),
+        recipe={
+            "profile": "paper", "epochs": cfg.train.epochs,
+            "paper_epochs": _paper_epochs(plan), "lr": cfg.train.lr,
+            "lr_drops_after_epochs": list(cfg.train.milestones()), "lr_factor": cfg.train.lr_factor,
+            "batch_size": cfg.train.batch_size, "momentum": cfg.train.momentum,
+            "nesterov": cfg.train.nesterov, "weight_decay_keras_l2": cfg.train.weight_decay,
+            "train_images": _train_images(cfg),
+            "validation_fraction": cfg.data.val_fraction,
+        },
+        command=plan.command,
+        training={
+            "equivalent_command": plan.train_command,
+            "tdlib_commit": prov.get("tdlib_commit", "unknown"),
+            "machine": prov.get("machine", machine_description()),
+            "device": result.get("device", "cpu"), "threads": prov.get("threads"),
+            "torch": prov.get("torch", torch.__version__),
+            "seconds": seconds, "minutes": round(seconds / 60.0, 1),
+            "started": prov.get("started"), "exported": _now(),
+            "note": prov.get("note", ""),
+        },
+        history=history,
+    )
+    res = evaluate_entry(entry, root=root, data_root=data_root, use_cache=False)
+    final = ZooEntry(**{**entry.to_json(), "test_accuracy": res.accuracy, "test_images": res.n,
+                        "predictions_sha256": res.predictions_sha256})
+    write_entry(final, root)
+    return final
+
+
+def _train_images(cfg: Any) -> int:
+    from tdlib.training import get_dataset
+
+    return len(get_dataset(cfg.data).train)
+
+
+def _paper_epochs(plan: PlanEntry) -> int:
+    from tdlib.config import run_config
+
+    return run_config(plan.dataset, plan.backbone, plan.variant, profile="paper").train.epochs
+
+
+def write_provenance(folder: Path, *, threads: int, note: str = "") -> None:
+    """Record where and from which commit a zoo run is trained (once, before it starts)."""
+    from tdlib.io import write_json
+
+    path = folder / PROVENANCE_FILE
+    if path.is_file():
+        return
+    write_json(path, {"tdlib_commit": _git_commit(), "machine": machine_description(),
+                      "threads": threads, "torch": torch.__version__, "started": _now(),
+                      "note": note})
+
+
+def train_entries(*, only: str | None = None, runs_root: str | Path | None = None,
+                  root: str | os.PathLike[str] | None = None, data_root: str | None = None,
+                  device: str = "auto", progress: bool = True,
+                  log: Callable[[str], None] = print) -> list[ZooEntry]:
+    """Train (or resume, or reuse) the selected plan entries and export each one as it finishes."""
+    from tdlib.training import fit_or_load, get_dataset, run_folder
+
+    out = []
+    for plan in select_plan(only):
+        cfg = plan.config(data_root)
+        data = get_dataset(cfg.data)
+        folder = run_folder(cfg, 0, runs_root)
+        if not (folder / "DONE.json").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_provenance(folder, threads=torch.get_num_threads())
+        log(f"[zoo] {plan.name}: {cfg.train.epochs} epochs on {len(data.train)} images ({folder})")
+        run = fit_or_load(cfg, runs_root=runs_root, device=device, data=data, progress=progress)
+        entry = export_run(plan, run, root=root, data_root=data_root)
+        log(f"[zoo] {plan.name}: test accuracy {entry.test_accuracy:.2f}% "
+            f"({entry.training['minutes']} min) -> {zoo_dir(root) / entry.file}")
+        out.append(entry)
+    return out
