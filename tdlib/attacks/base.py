@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tdlib.attacks.queries import QueryModel
+
 __all__ = ["PROTOCOLS", "AttackContext", "AttackFn"]
 
 #: ``paper``: foolbox 2.2.1 semantics (first hits of fixed scans); ``minimal``: per-sample
@@ -26,11 +28,19 @@ class AttackContext:
     seed: int
     device: torch.device
     batch_size: int
+    #: the prepared stand-in that answers the scans' queries (see :func:`query_model`); None: the
+    #: model itself
+    queries: QueryModel | None = None
 
     @property
     def eval_batch(self) -> int:
         """Chunk size for forward passes over many candidates (no gradients)."""
         return max(self.batch_size, 512)
+
+    @property
+    def qmodel(self) -> QueryModel:
+        """The model that answers candidate queries (arg-max only, inference mode)."""
+        return self.queries if self.queries is not None else QueryModel(self.model, batch=self.eval_batch)
 
 
 #: ``fn(ctx, x, y, index) -> (x_adv, found)``: ``x`` (n, C, H, W) clean-correct samples on

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from tdlib.attacks.base import PROTOCOLS, AttackContext
 from tdlib.attacks.checks import check_eval_mode, check_inputs, predict, resolve_device
+from tdlib.attacks.queries import query_model
 from tdlib.attacks.registry import ATTACKS, LINF_ATTACKS
 from tdlib.attacks.result import AttackResult, concat_results
 from tdlib.errors import ConfigError, check_name
@@ -57,9 +58,10 @@ def run_attack(model: nn.Module, x: Tensor, y: Tensor, attack: str, *, protocol:
         raise ConfigError(f"epsilon must be None or >= 0; got {epsilon}")
     dev = resolve_device(model, device)
     parts = []
+    queries = query_model(model, x[:8].detach().to(dev, torch.float32), batch=max(batch_size, 512))
     for start in range(0, x.shape[0], batch_size):
         ctx = AttackContext(model=model, protocol=protocol, steps=steps, epsilon=epsilon,
-                            seed=seed, device=dev, batch_size=batch_size)
+                            seed=seed, device=dev, batch_size=batch_size, queries=queries)
         xb = x[start:start + batch_size].detach().to(dev, torch.float32, copy=True)
         yb = y[start:start + batch_size].detach().to(dev, torch.long, copy=True)
         parts.append(_attack_batch(ctx, attack, xb, yb, start))

@@ -1,9 +1,11 @@
-"""Attacks delegated to foolbox 3.3.4 where its algorithm matches foolbox 2's.
+"""Attacks delegated to foolbox 3.3.4: the ``minimal`` protocol's S&P, Pointwise and blended noise,
+and foolbox 3 references for the tests.
 
-Blur, contrast reduction and blended uniform noise are the same linear scans as in foolbox 2
-(1000 steps, first hit). Pointwise runs foolbox 3's PointwiseAttack from explicit starting points
-(the paper's S&P re-implementation, or foolbox 3's S&P under ``minimal``), so that one sample whose
-initialisation failed does not crash the batch (attack-notes 4, trap 7). foolbox draws from the
+Under ``paper`` every attack is a re-implementation of foolbox 2.2.1 (see the registry). Blur,
+contrast reduction and blended uniform noise are the same linear scans in foolbox 3 (1000 steps,
+first hit). Pointwise runs foolbox 3's PointwiseAttack (L2 binary search) from explicit starting
+points (foolbox 3's S&P under ``minimal``), so that one sample whose initialisation failed does not
+crash the batch (attack-notes 4, trap 7). foolbox draws from the
 global torch / numpy RNGs: they are seeded per batch and restored afterwards, so these attacks
 are deterministic for a given seed and batch size but, unlike the re-implemented ones, their
 result for a sample depends on the batch it was in.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from tdlib.attacks import fbox, linear, noise, pixel, spatial, whitebox
-from tdlib.attacks.base import AttackFn
+from torch import Tensor
 
-__all__ = ["ATTACKS", "FOOLBOX_BACKED", "LINF_ATTACKS", "PAPER_ATTACKS", "WHITEBOX_ATTACKS"]
+from tdlib.attacks import blended, fbox, linear, noise, pixel, pointwise, spatial, whitebox
+from tdlib.attacks.base import AttackContext, AttackFn
+
+__all__ = ["ATTACKS", "FOOLBOX_BACKED", "LINF_ATTACKS", "PAPER_ATTACKS", "WHITEBOX_ATTACKS", "by_protocol"]
 
 #: The ten attacks of the paper's Exp 2 (foolbox 2.2.1 run list).
 PAPER_ATTACKS: tuple[str, ...] = (
@@ -19,13 +21,24 @@ WHITEBOX_ATTACKS: tuple[str, ...] = ("fgsm", "l2_pgd", "cw")
 #: Attacks whose ``epsilon`` is an Linf bound (all others: L2).
 LINF_ATTACKS: tuple[str, ...] = ("fgsm",)
 
+
+def by_protocol(paper: AttackFn, minimal: AttackFn) -> AttackFn:
+    """An attack that runs ``paper`` or ``minimal`` according to the context's protocol."""
+
+    def attack(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        return (paper if ctx.protocol == "paper" else minimal)(ctx, x, y, index)
+
+    attack.__doc__ = f"``paper``: {paper.__doc__}\n``minimal``: {minimal.__doc__}"
+    return attack
+
+
 ATTACKS: MappingProxyType[str, AttackFn] = MappingProxyType({
     "single_pixel": pixel.single_pixel,
     "salt_and_pepper": fbox.salt_and_pepper,
-    "pointwise": fbox.pointwise,
+    "pointwise": by_protocol(pointwise.pointwise_v2, fbox.pointwise),
     "additive_gaussian": noise.additive_gaussian,
     "additive_uniform": noise.additive_uniform,
-    "blended_uniform": fbox.blended_uniform,
+    "blended_uniform": by_protocol(blended.blended_uniform_v2, fbox.blended_uniform),
     "gaussian_blur": linear.gaussian_blur,
     "contrast_reduction": linear.contrast_reduction,
     "spatial": spatial.spatial,
@@ -37,6 +50,6 @@ ATTACKS: MappingProxyType[str, AttackFn] = MappingProxyType({
 
 #: Which attacks run (at least partly) through foolbox 3 under each protocol.
 FOOLBOX_BACKED: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
-    "paper": ("pointwise", "blended_uniform", "l2_pgd", "cw", "fgsm"),
+    "paper": ("l2_pgd", "cw", "fgsm"),
     "minimal": ("salt_and_pepper", "pointwise", "blended_uniform", "l2_pgd", "cw", "fgsm"),
 })

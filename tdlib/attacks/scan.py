@@ -1,20 +1,43 @@
-"""Batched search engines: first-hit / minimum scans over candidate lists, and bisection."""
+"""Batched search engines: the packed first-hit scan, full minimum scans, and bisection.
+
+:func:`first_hit` is the engine of the ``paper`` protocol, where every attack keeps the first
+adversarial of a fixed sequence of candidates (foolbox 2 semantics). Each round gives every sample
+still searching a few next steps (2 at first, then 1/8 of the steps it has scanned, so that what is
+evaluated past a sample's first hit stays near 6%), packs all these (sample, step) candidates into
+one forward pass, and retires the samples that hit. Candidates known not to be adversarial (equal to
+the clean input, or marked invalid by the attack) are never sent to the model.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from tdlib.attacks.checks import predict
+from tdlib.attacks.queries import QueryModel
 
-__all__ = ["chunk_steps", "classify_candidates", "linear_scan", "refine_blend"]
+__all__ = ["Schedule", "chunk_steps", "classify_candidates", "epsilon_grid", "first_hit", "linear_scan",
+           "pair_layout", "refine_blend"]
+
+#: ``make(rows, steps) -> (candidates, valid)`` for the (sample, step) pairs ``(rows[j], steps[j])``
+#: (sorted by row, then step): candidates (M, C, H, W) and a (M,) bool mask of those to query (None:
+#: all). Random draws may depend only on the sample and the step, never on the packing.
+PairFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]]
 
 #: ``make(sel, k0, k1) -> (candidates, valid)``: candidates (len(sel), k1-k0, C, H, W) for steps
 #: k0..k1-1 of the samples ``sel`` (indices into the batch); ``valid`` (len(sel), k1-k0) bool marks
 #: candidates to query (None = all). Random draws must depend only on the sample and the step.
 CandidateFn = Callable[[Tensor, int, int], tuple[Tensor, Tensor | None]]
+
+def epsilon_grid(steps: int, stop: float = 1.0) -> np.ndarray:
+    """foolbox 2's scan values ``np.linspace(0, stop, steps + 1)[1:]`` (float64; not exactly k/steps)."""
+    return np.linspace(0.0, stop, num=steps + 1)[1:]
+
 
 _ELEMENT_BUDGET = 2**17  # candidate elements per sample and chunk (~0.5 MB in float32)
 
@@ -39,6 +62,94 @@ def classify_candidates(model: nn.Module, cands: Tensor, y: Tensor, valid: Tenso
         if idx.numel():
             adv[idx] = predict(model, flat[idx], batch) != labels[idx]
     return adv.view(n, k)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many steps :func:`first_hit` gives each searching sample per round.
+
+    A sample that has scanned ``p`` steps gets ``max(first, floor(growth * p))`` more; when a round
+    would hold fewer than ``fill`` candidates (few samples left), everyone scans further ahead; no
+    round holds more than about ``budget``.
+    """
+
+    first: int = 2
+    growth: float = 0.125
+    fill: int = 96
+    budget: int = 4096
+
+
+def pair_layout(k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For per-row counts ``k`` (R,): (segment id of every pair, offset inside its row, row starts)."""
+    seg = torch.repeat_interleave(torch.arange(k.numel(), device=k.device), k)
+    starts = torch.cumsum(k, 0) - k
+    offs = torch.arange(int(k.sum()), device=k.device) - starts[seg]
+    return seg, offs, starts
+
+
+def _allot(done: Tensor, left: Tensor, sch: Schedule) -> Tensor:
+    k = torch.clamp((done.double() * sch.growth).floor().long(), min=sch.first)
+    k = torch.minimum(k, left)
+    total = int(k.sum())
+    if 0 < total < sch.fill:
+        k = torch.minimum(left, k * math.ceil(sch.fill / total))
+    elif total > sch.budget:
+        k = torch.clamp((k.double() * (sch.budget / total)).floor().long(), min=1)
+    return k
+
+
+def first_hit(qm: QueryModel, x: Tensor, y: Tensor, n_steps: Tensor | int, make: PairFn, *,
+              schedule: Schedule | None = None, skip_identity: bool = True) -> tuple[Tensor, Tensor]:
+    """Per sample, the first step whose candidate is valid and misclassified (foolbox 2's scans).
+
+    Args:
+        qm: the query model.
+        x: (N, C, H, W) clean inputs (all classified correctly).
+        y: (N,) labels.
+        n_steps: steps per sample, an int or a (N,) tensor.
+        make: candidate generator, see ``PairFn``.
+        schedule: round sizes (default :class:`Schedule`).
+        skip_identity: never query a candidate equal to its clean input (it is not adversarial).
+
+    Returns:
+        (step, x_hit): (N,) long, the first hit's step or -1; (N, C, H, W) the candidate there
+        (the clean input where none).
+    """
+    sch = schedule or Schedule()
+    n = x.shape[0]
+    dev = x.device
+    total = torch.as_tensor(n_steps, device=dev).long().expand(n).clone()
+    done = torch.zeros(n, dtype=torch.long, device=dev)
+    step = torch.full((n,), -1, dtype=torch.long, device=dev)
+    x_hit = x.clone()
+    active = total > 0
+    while True:
+        rows = active.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        k = _allot(done[rows], total[rows] - done[rows], sch)
+        seg, offs, starts = pair_layout(k)
+        pair_rows = rows[seg]
+        cands, valid = make(pair_rows, done[pair_rows] + offs)
+        if skip_identity:
+            same = (cands == x[pair_rows]).flatten(1).all(dim=1)
+            valid = ~same if valid is None else valid & ~same
+        adv = torch.zeros(seg.numel(), dtype=torch.bool, device=dev)
+        ask = valid.nonzero().squeeze(1) if valid is not None else None
+        if ask is None:
+            adv = qm.misclassified(cands, y[pair_rows])
+        elif ask.numel():
+            adv[ask] = qm.misclassified(cands[ask], y[pair_rows[ask]])
+        first = torch.full((rows.numel(),), torch.iinfo(torch.long).max, dtype=torch.long, device=dev)
+        first.scatter_reduce_(0, seg[adv], offs[adv], reduce="amin")
+        hit = first < torch.iinfo(torch.long).max
+        hit_rows = rows[hit]
+        step[hit_rows] = done[hit_rows] + first[hit]
+        x_hit[hit_rows] = cands[starts[hit] + first[hit]].to(x.dtype)
+        done[rows] += k
+        active[hit_rows] = False
+        active &= done < total
+    return step, x_hit
 
 
 def linear_scan(model: nn.Module, x: Tensor, y: Tensor, make: CandidateFn, n_steps: int, *,

@@ -3,9 +3,14 @@
 The grid is linspace(-5, 5, 10) for the row shift, the column shift (pixels) and the angle
 (degrees); 0 is not on it. Candidates come in itertools.product(rows, cols, angles) order, the angle
 fastest; each is ``scipy.ndimage.rotate(order=1, reshape=True)`` then ``shift(order=3,
-mode='constant')`` on the HWC image, cropped back to the centre and clipped (attack-notes 2.9).
+mode='constant')`` on the CHW image, cropped back to the centre and clipped (attack-notes 2.9).
 foolbox 3's SpatialAttack uses another grid, order and interpolation, hence the re-implementation.
 ``paper``: the first hit wins; ``minimal``: the hit of smallest L2 over the whole grid.
+
+The rotation of each (sample, angle) is computed once with scipy. The spline shift is linear and
+separable, so each shift is one matrix per axis (scipy's own 1-D shift of the unit vectors,
+cropped), and a batch of candidates is two batched matrix products in float64, rounded to float32
+once as scipy does. foolbox 2's ShiftsAttack also "rotates" by 0 degrees, which is the identity.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from scipy import ndimage
 from torch import Tensor
 
 from tdlib.attacks.base import AttackContext
-from tdlib.attacks.scan import linear_scan
+from tdlib.attacks.scan import first_hit, linear_scan
 
-__all__ = ["shifts", "spatial", "spatial_grid", "transform_image"]
+__all__ = ["GRID", "shift_matrix", "shifts", "spatial", "spatial_grid", "transform_image"]
 
 GRID = np.linspace(-5.0, 5.0, 10)
 
@@ -36,40 +41,75 @@ def _crop_center(img: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return img[tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))]
 
 
-def transform_image(img: np.ndarray, drow: float, dcol: float, angle: float,
-                    rotated: np.ndarray | None = None) -> np.ndarray:
-    """One candidate from an (H, W, C) image; ``rotated`` may pass a cached rotation."""
-    out = img
-    if angle != 0.0:
-        out = rotated if rotated is not None else ndimage.rotate(
-            img, angle, axes=(0, 1), reshape=True, order=1)
-    out = ndimage.shift(out, (drow, dcol, 0.0), order=3, mode="constant")
+def transform_image(img: np.ndarray, drow: float, dcol: float, angle: float) -> np.ndarray:
+    """One candidate from a (C, H, W) image, with scipy exactly as foolbox 2 computes it."""
+    out = ndimage.rotate(img, angle, axes=(1, 2), reshape=True, order=1)
+    out = ndimage.shift(out, (0.0, drow, dcol), mode="constant")
     return np.clip(_crop_center(out, img.shape), 0.0, 1.0)
 
 
+def shift_matrix(n: int, d: float, keep: int) -> np.ndarray:
+    """(keep, n) float64: ``ndimage.shift(v, d, order=3, mode='constant')`` of a length-``n`` vector,
+    cropped to its centre ``keep`` values (foolbox 2's crop), as a matrix."""
+    eye = np.eye(n)
+    m = np.stack([ndimage.shift(eye[j], d, order=3, mode="constant") for j in range(n)], axis=1)
+    start = (n - keep) // 2
+    return m[start:start + keep]
+
+
+class _Transforms:
+    """Rotations per (sample, angle) and shift matrices per (size, shift), made on first use."""
+
+    def __init__(self, x: Tensor, rotations: bool) -> None:
+        self.imgs = x.detach().cpu().numpy()
+        self.grid = spatial_grid(rotations)
+        self.angles = GRID if rotations else np.zeros(1)
+        self.h, self.w = x.shape[2], x.shape[3]
+        self.device = x.device
+        self._rot: dict[tuple[int, int], Tensor] = {}
+        self._shift: dict[tuple[int, int, int], Tensor] = {}
+
+    def rotated(self, i: int, a: int) -> Tensor:
+        if (i, a) not in self._rot:
+            angle = float(self.angles[a])
+            img = self.imgs[i] if angle == 0.0 else ndimage.rotate(
+                self.imgs[i], angle, axes=(1, 2), reshape=True, order=1)
+            self._rot[(i, a)] = torch.from_numpy(np.ascontiguousarray(img)).double().to(self.device)
+        return self._rot[(i, a)]
+
+    def shift(self, n: int, d: int, keep: int) -> Tensor:
+        if (n, d, keep) not in self._shift:
+            self._shift[(n, d, keep)] = torch.from_numpy(shift_matrix(n, GRID[d], keep)).to(self.device)
+        return self._shift[(n, d, keep)]
+
+    def make(self, rows: Tensor, steps: Tensor) -> Tensor:
+        """Candidates (M, C, H, W) float32 for the (sample, grid step) pairs."""
+        n_ang = len(self.angles)
+        out = torch.empty((rows.numel(), self.imgs.shape[1], self.h, self.w), device=self.device)
+        ia, ic, ir = steps % n_ang, (steps // n_ang) % len(GRID), steps // (n_ang * len(GRID))
+        for a in torch.unique(ia).tolist():
+            sel = (ia == a).nonzero().squeeze(1)
+            rot = torch.stack([self.rotated(int(i), a) for i in rows[sel].tolist()])
+            hh, ww = rot.shape[2], rot.shape[3]
+            mr = torch.stack([self.shift(hh, int(d), self.h) for d in ir[sel].tolist()])
+            mc = torch.stack([self.shift(ww, int(d), self.w) for d in ic[sel].tolist()])
+            res = torch.matmul(torch.matmul(mr[:, None], rot), mc[:, None].transpose(-1, -2))
+            out[sel] = res.float().clamp_(0.0, 1.0)
+        return out
+
+
 def _spatial(ctx: AttackContext, x: Tensor, y: Tensor, rotations: bool) -> tuple[Tensor, Tensor]:
-    grid = spatial_grid(rotations)
-    imgs = x.permute(0, 2, 3, 1).detach().cpu().numpy().astype(np.float64)
-    angles = GRID if rotations else np.zeros(1)
-    cache: dict[tuple[int, int], np.ndarray] = {}
+    tr = _Transforms(x, rotations)
+    n_grid = len(tr.grid)
+    if ctx.protocol == "minimal":
+        def make_chunk(sel: Tensor, k0: int, k1: int) -> tuple[Tensor, None]:
+            ks = torch.arange(k0, k1, device=x.device)
+            out = tr.make(sel.repeat_interleave(ks.numel()), ks.repeat(sel.numel()))
+            return out.view(sel.numel(), ks.numel(), *x.shape[1:]), None
 
-    def rotated(i: int, angle: float) -> np.ndarray | None:
-        if angle == 0.0:
-            return None
-        key = (i, int(np.argmin(np.abs(angles - angle))))
-        if key not in cache:
-            cache[key] = ndimage.rotate(imgs[i], angle, axes=(0, 1), reshape=True, order=1)
-        return cache[key]
-
-    def make(sel: Tensor, k0: int, k1: int) -> tuple[Tensor, None]:
-        out = np.empty((sel.numel(), k1 - k0, *imgs.shape[1:]), dtype=np.float32)
-        for a, i in enumerate(sel.tolist()):
-            for b, (dr, dc, ang) in enumerate(grid[k0:k1]):
-                out[a, b] = transform_image(imgs[i], dr, dc, ang, rotated(i, ang))
-        return torch.from_numpy(out).permute(0, 1, 4, 2, 3).to(x.device, x.dtype), None
-
-    mode = "min" if ctx.protocol == "minimal" else "first"
-    return linear_scan(ctx.model, x, y, make, len(grid), mode=mode, batch=ctx.eval_batch)
+        return linear_scan(ctx.qmodel, x, y, make_chunk, n_grid, mode="min", batch=ctx.eval_batch)
+    step, x_hit = first_hit(ctx.qmodel, x, y, n_grid, lambda r, s: (tr.make(r, s), None))
+    return x_hit, step >= 0
 
 
 def spatial(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,75 @@
+"""foolbox 2's random streams, one per sample: numpy ``RandomState`` and python ``random.Random``.
+
+foolbox 2.2.1 draws from a module-level ``numpy.random.RandomState`` (``foolbox.rngs.nprng``) and a
+``random.Random`` (``foolbox.rngs.rng``). Under the ``paper`` protocol each sample gets its own pair,
+both seeded with :func:`sample_seed` (what ``foolbox.set_seeds`` does), and the re-implemented attacks
+consume them value for value as foolbox 2 does for a single image: same seed, same draws, same
+adversarial. The batched engines draw ahead of the scan (speculatively, in fixed-size blocks):
+:class:`DoubleStream` keeps the values drawn but not yet consumed, so what a sample gets never
+depends on the packing.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from tdlib.attacks.seeding import derive_seed
+from tdlib.errors import ConfigError
+
+__all__ = ["DoubleStream", "python_rng", "sample_seed"]
+
+_BLOCK = 1 << 15  # values drawn at a time
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """32-bit seed of sample ``index`` (its position in the whole input) under base ``seed``.
+
+    Running foolbox 2.2.1 on that image alone after ``foolbox.set_seeds(sample_seed(seed, index))``
+    reproduces tdlib's ``paper`` result for it.
+    """
+    return derive_seed(seed, int(index)) % 2**32
+
+
+def python_rng(seed: int, index: int) -> random.Random:
+    """foolbox 2's ``rngs.rng`` for one sample (``PointwiseAttack`` shuffles with it)."""
+    return random.Random(sample_seed(seed, index))
+
+
+class DoubleStream:
+    """The values ``RandomState(seed).random_sample`` (``kind="uniform"``) or ``.standard_normal``
+    (``kind="normal"``) yields one after the other, addressed by position.
+
+    Positions only grow: :meth:`window` returns values ``[start, stop)`` and forgets everything before
+    ``start``. Drawing ``n`` values in one call or in several gives the same sequence (numpy's legacy
+    Gaussian keeps its spare value between calls), so the block size never shows.
+    """
+
+    def __init__(self, seed: int, kind: str = "uniform") -> None:
+        if kind not in ("uniform", "normal"):
+            raise ConfigError(f"unknown stream kind {kind!r}")
+        self.rs = np.random.RandomState(seed)
+        self.kind = kind
+        self._buf = np.empty(0, dtype=np.float64)
+        self._base = 0  # stream position of _buf[0]
+
+    def _draw(self, n: int) -> np.ndarray:
+        return self.rs.random_sample(n) if self.kind == "uniform" else self.rs.standard_normal(n)
+
+    def window(self, start: int, stop: int) -> np.ndarray:
+        """Values at positions ``start..stop-1`` (float64, a view: copy before modifying)."""
+        if start < self._base:
+            raise ConfigError(f"stream position {start} already released (now at {self._base})")
+        ahead = start - self._base - self._buf.size
+        if ahead > 0:  # values nobody looked at: draw them to advance the generator
+            while ahead > 0:
+                ahead -= self._draw(min(ahead, _BLOCK)).size
+            self._buf = np.empty(0, dtype=np.float64)
+        else:
+            self._buf = self._buf[start - self._base:]
+        self._base = start
+        need = stop - start - self._buf.size
+        if need > 0:
+            self._buf = np.concatenate([self._buf, self._draw(max(need, _BLOCK))])
+        return self._buf[: stop - start]
