@@ -258,3 +258,55 @@ def test_bn_recalibration_gives_exact_batch_statistics() -> None:
     feats = model[0](x.float() / 255)
     assert torch.allclose(model[1].running_mean, feats.mean((0, 2, 3)), atol=1e-5)
     assert model[1].momentum == 0.01 and model.training
+
+
+def _class_sorted(n_classes: int = 4, per_class: int = 25):  # type: ignore[no-untyped-def]
+    """uint8 images stored sorted by class (as Imagenette's training split), class c = grey 60 c."""
+    from tdlib.data import ArrayDataset
+
+    y = torch.arange(n_classes).repeat_interleave(per_class)
+    x = (y * 60).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous()
+    return ArrayDataset(x, y)
+
+
+def test_bn_recalibration_uses_a_seeded_random_subset_not_the_first_images() -> None:
+    import random
+
+    import numpy as np
+
+    from tdlib.training.engine import bn_subset, recalibrate_bn
+
+    data = _class_sorted()
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1, momentum=0.01))
+    states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    recalibrate_bn(model, data, device=torch.device("cpu"), batch_size=10, max_images=40, seed=7)
+    assert torch.equal(states[0], torch.get_rng_state())  # torch's global RNG untouched
+    assert np.array_equal(states[1], np.random.get_state()[1]) and states[2] == random.getstate()
+    subset = bn_subset(len(data), 40, seed=7)
+    assert len(subset) == 40 and len(set(subset.tolist())) == 40
+    assert len(torch.unique(data.y[subset])) == 4  # the first 40 would hold two classes only
+    expected = data.x[subset].float().mean() / 255
+    assert model[0].running_mean.item() == pytest.approx(float(expected), abs=1e-6)
+    assert torch.equal(bn_subset(len(data), 40, seed=7), subset)  # deterministic
+    assert not torch.equal(bn_subset(len(data), 40, seed=8), subset)
+    # a batch is a random mix of classes, so the running variance includes the between-class spread
+    assert len(torch.unique(data.y[subset[:10]])) > 1
+    assert sorted(bn_subset(30, 2000, seed=0).tolist()) == list(range(30))  # small sets: all images
+
+
+def test_fit_derives_the_bn_subset_seed_from_the_run_seed_and_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tdlib.training import fit as fit_mod
+
+    seen: list[int] = []
+    real = fit_mod.recalibrate_bn
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit_mod, "recalibrate_bn", spy)
+    cfg = smoke_cfg(variant="bu", epochs=2, seed=3)
+    assert cfg.train.bn_recalibration
+    fit_or_load(cfg, runs_root=tmp_path, device="cpu", progress=False)
+    assert seen == [3 * 1_000_003 + 0, 3 * 1_000_003 + 1]  # distinct per epoch, from the run seed
