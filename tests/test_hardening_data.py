@@ -166,3 +166,14 @@ def test_array_dataset_refuses_what_would_be_read_wrong(x: torch.Tensor, y: torc
     # would be read as soft targets by cross_entropy
     with pytest.raises(InputShapeError, match=fragment):
         ArrayDataset(x, y)
+
+
+def test_load_dataset_bad_arguments_are_config_errors() -> None:
+    from tdlib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) train_per_clas; accepted .*train_per_class"):
+        load_dataset("mnist", train_per_clas=5)
+    with pytest.raises(ConfigError, match="takes a dataset name or a DataConfig, got dict"):
+        load_dataset({"dataset": "mnist"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not both"):
+        load_dataset(DataConfig("mnist"), train_per_class=5)  # the keyword would be ignored

@@ -7,6 +7,7 @@ a loader. Images reach models as float tensors in [0, 1].
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from tdlib.config import DataConfig
 from tdlib.data import sources
 from tdlib.data.root import cache_dir, data_root, offline
 from tdlib.data.transforms import BatchTransform, ImagenetteTrain, ShiftFlip
-from tdlib.errors import DataCorruptError, DataError, InputShapeError, check_name
+from tdlib.errors import ConfigError, DataCorruptError, DataError, InputShapeError, check_name
 from tdlib.io import atomic_write_bytes
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
@@ -275,10 +276,23 @@ def load_dataset(cfg: DataConfig | str, **overrides: object) -> DatasetBundle:
 
     Raises:
         UnknownNameError: unknown dataset name.
-        DataError: data root missing, files missing offline, checksum mismatch.
+        ConfigError: ``cfg`` neither a name nor a DataConfig, or an unknown option.
+        DataError: data root missing, files missing offline (one line, whatever the cause).
+        DataCorruptError: files present but damaged (checksum mismatch, undecodable image,
+            train/val class folders that differ).
     """
     if isinstance(cfg, str):
+        fields = [f.name for f in dataclasses.fields(DataConfig) if f.name != "dataset"]
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ConfigError(f"load_dataset got unknown option(s) {', '.join(unknown)}; accepted "
+                              f"(DataConfig fields): {', '.join(fields)}")
         cfg = DataConfig(dataset=cfg, **overrides)  # type: ignore[arg-type]
+    elif not isinstance(cfg, DataConfig):
+        raise ConfigError(f"load_dataset takes a dataset name or a DataConfig, got {type(cfg).__name__}")
+    elif overrides:
+        raise ConfigError("load_dataset: pass options either in the DataConfig or as keywords with "
+                          f"a dataset name, not both (got {', '.join(sorted(overrides))})")
     check_name("dataset", cfg.dataset, SPECS)
     spec = SPECS[cfg.dataset]
     root = data_root(cfg.root)
