@@ -18,7 +18,7 @@ browser-deps:
 	@bash scripts/setup_browser.sh
 
 lint: env
-	$(VENV)/bin/ruff check tdlib tests benchmarks scripts notebooks
+	$(VENV)/bin/ruff check tdlib tests benchmarks scripts notebooks hubconf.py
 
 typecheck: env
 	$(VENV)/bin/mypy

@@ -1,0 +1,98 @@
+"""The pretrained zoo: manifests, sha256 refusal, full-test-set verification, torch.hub."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tdlib.errors import UnknownNameError
+from tdlib.zoo import ZOO_PLAN, ZooError, load_pretrained, read_entries, verify, zoo_dir
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRIES = read_entries()
+
+#: The issue's bars on the full official test sets (%).
+BARS = {("mnist", "lenetfc"): 99.0, ("mnist", "nin_light"): 99.3,
+        ("fashion_mnist", "lenetfc"): 89.5, ("fashion_mnist", "nin_light"): 92.0}
+
+needs_zoo = pytest.mark.skipif(not ENTRIES, reason="the zoo folder holds no model")
+
+
+def test_zoo_folder_is_the_checkouts_weights() -> None:
+    assert zoo_dir() == REPO / "weights"
+
+
+@needs_zoo
+def test_every_entry_is_planned_and_documented() -> None:
+    planned = {e.name for e in ZOO_PLAN}
+    for e in ENTRIES:
+        assert e.name in planned
+        assert e.test_images == 10_000 and e.recipe["train_images"] == 54_000
+        assert e.recipe["epochs"] <= e.recipe["paper_epochs"]
+        assert e.training["tdlib_commit"] not in ("", "unknown")
+        assert (REPO / "weights" / e.file).stat().st_size == e.bytes
+        assert len(e.history) == e.recipe["epochs"]
+
+
+@needs_zoo
+def test_verify_recomputes_every_accuracy_on_the_full_test_sets() -> None:
+    rows = verify()
+    assert rows and all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
+    assert all(r["predictions_match"] for r in rows)
+
+
+@needs_zoo
+def test_a_flipped_byte_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo_dir(), copy)
+    e = ENTRIES[0]
+    data = bytearray((copy / e.file).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / e.file).write_bytes(bytes(data))
+    with pytest.raises(ZooError, match="refusing to load .*modified or corrupted"):
+        load_pretrained(e.dataset, e.backbone, e.variant, e.seed, root=copy)
+    row = next(r for r in verify(root=copy, only=e.name))
+    assert not row["ok"] and "sha256" in row["reason"]
+
+
+@needs_zoo
+def test_tensors_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo_dir(), copy)
+    e = ENTRIES[0]
+    manifest = json.loads((copy / f"{e.name}.json").read_text())
+    manifest["variant"] = "td_rev" if e.variant != "td_rev" else "bu"
+    (copy / f"{e.name}.json").write_text(json.dumps(manifest))
+    with pytest.raises(ZooError, match="do not fit"):
+        load_pretrained(e.dataset, e.backbone, manifest["variant"], e.seed, root=copy)
+    (copy / f"{e.name}.json").write_text("{truncated")
+    with pytest.raises(ZooError, match=f"{e.name}.json"):
+        read_entries(copy)
+
+
+def test_unknown_entries_list_what_the_zoo_holds() -> None:
+    with pytest.raises(UnknownNameError, match="pretrained model") as info:
+        load_pretrained("cifar10", "resnet32", "td")
+    for e in ENTRIES:
+        assert e.name in str(info.value)
+
+
+@needs_zoo
+def test_torch_hub_local_returns_the_manifests_model() -> None:
+    from tdlib.data import load_dataset
+    from tdlib.training import predict
+
+    e = ENTRIES[0]
+    model = torch.hub.load(str(REPO), "td_network", dataset=e.dataset, backbone=e.backbone,
+                           variant=e.variant, pretrained=True, seed=e.seed, source="local")
+    assert not model.training
+    data = load_dataset(e.dataset, test_per_class=None)
+    pred = predict(model, data.test.images(), device=torch.device("cpu"))
+    assert 100.0 * float((pred == data.test.y).float().mean()) == pytest.approx(e.test_accuracy, abs=0.05)
+    fresh = torch.hub.load(str(REPO), "td_network", dataset="fashion_mnist", backbone="nin_light",
+                           variant="td", source="local")
+    assert fresh.input_shape == (1, 28, 28)
