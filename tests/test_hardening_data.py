@@ -97,7 +97,7 @@ def test_val_lacking_a_class_is_a_clear_error(tmp_path: Path) -> None:
     root = fake_imagenette(tmp_path)
     shutil.rmtree(root / "imagenette2-160" / "val" / WNIDS[4])
     with pytest.raises(DataCorruptError, match=rf"val' lacks the class folder\(s\) {WNIDS[4]}: train "
-                                               r"and val must both hold the same 10 classes"):
+                                               r"and val must both hold all 10 classes"):
         _load(root)
 
 

@@ -318,3 +318,11 @@ def test_full_disk_during_training_is_one_clear_error(tmp_path: Path, monkeypatc
     monkeypatch.undo()
     folder = run_folder(CFG, 0, tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # no half-written file
+
+
+def test_finished_run_is_reused_without_writing_a_lock(runs: dict[str, Path], tmp_path: Path) -> None:
+    root, folder = _copy(runs, "done", tmp_path / "r")
+    (folder / ".lock").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert _fit(root).reused
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before  # e.g. a read-only store

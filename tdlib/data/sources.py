@@ -165,7 +165,7 @@ def imagenette_files(
         if lacking:
             raise DataCorruptError(
                 f"{str(base)!r} lacks the class folder(s) {', '.join(lacking)}: train and val must "
-                f"both hold the same {len(classes)} classes ({', '.join(classes)}); restore them"
+                f"both hold all {len(classes)} classes ({', '.join(classes)}); restore them"
             )
     files: list[Path] = []
     labels: list[int] = []

@@ -286,6 +286,8 @@ def fit_or_load(
         set_threads()
     folder = run_folder(cfg, rep, runs_root)  # refuses an empty runs_root; creates nothing
     data = data or get_dataset(cfg.data)
+    if is_done(folder):  # finished runs are immutable (DONE.json is written last): no lock, so
+        return load_trained(cfg, rep, runs_root, data)  # a read-only run store works
     seed = cfg.train.seed + rep
     seed_everything(seed)
     model = build_for(cfg, data)  # a config/data mismatch fails here, before any folder exists
