@@ -40,6 +40,8 @@ class _BlurBank:
     def __init__(self, h: int, w: int, steps: int, device: torch.device) -> None:
         self.h, self.w, self.device = h, w, device
         self.sigmas = epsilon_grid(steps) * max(h, w)
+        # radius int(4 sigma + 0.5) = 0: the kernel is [1.0] and the image stays as it is
+        self.identity = torch.from_numpy((4.0 * self.sigmas + 0.5).astype(np.int64) == 0).to(device)
         self._cache: dict[int, tuple[Tensor, Tensor]] = {}
 
     def get(self, steps: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,11 +66,11 @@ def gaussian_blur(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tu
     bank = _BlurBank(h, w, ctx.steps, x.device)
     x64 = x.double()
 
-    def make(rows: Tensor, steps: Tensor) -> tuple[Tensor, None]:
+    def make(rows: Tensor, steps: Tensor) -> tuple[Tensor, Tensor]:
         mh, mw = bank.get(steps)
         tmp = torch.matmul(mh[:, None], x64[rows]).float().double()  # pass along H, stored float32
         out = torch.matmul(tmp, mw[:, None].transpose(-1, -2)).float()
-        return out.clamp_(0.0, 1.0), None
+        return out.clamp_(0.0, 1.0), ~bank.identity[steps]  # the clean image is not adversarial
 
     step, x_hit = first_hit(ctx.qmodel, x, y, ctx.steps, make)
     return x_hit, step >= 0

@@ -47,23 +47,24 @@ def single_pixel(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tup
     ) if n else np.zeros((0, n_pix), dtype=np.int64)).to(x.device)
     flat = x.flatten(2)  # (n, c, h*w)
 
-    def cands(rows: Tensor, steps: Tensor) -> Tensor:
+    def cands(rows: Tensor, steps: Tensor) -> tuple[Tensor, Tensor]:
         row, col = pixel_location(perms[rows, steps // 2], h, w)
+        loc = (row * w + col)[:, None, None].expand(-1, c, 1)
         out = flat[rows].clone()
-        val = (steps % 2).to(x.dtype)
-        out[torch.arange(rows.numel(), device=x.device)[:, None], torch.arange(c, device=x.device)[None],
-            (row * w + col)[:, None]] = val[:, None]
-        return out.view(-1, c, h, w)
+        val = (steps % 2).to(x.dtype)[:, None, None].expand(-1, c, 1)
+        changed = (out.gather(2, loc) != val).any(dim=1).squeeze(1)  # else: the clean image
+        out.scatter_(2, loc, val)
+        return out.view(-1, c, h, w), changed
 
     if ctx.protocol == "minimal":
         def make_chunk(sel: Tensor, k0: int, k1: int) -> tuple[Tensor, None]:
             ks = torch.arange(k0, k1, device=x.device)
-            out = cands(sel.repeat_interleave(ks.numel()), ks.repeat(sel.numel()))
+            out, _ = cands(sel.repeat_interleave(ks.numel()), ks.repeat(sel.numel()))
             return out.view(sel.numel(), ks.numel(), c, h, w), None
 
         return linear_scan(ctx.qmodel, x, y, make_chunk, 2 * n_pix, mode="min", batch=ctx.eval_batch)
 
-    step, x_hit = first_hit(ctx.qmodel, x, y, 2 * n_pix, lambda r, s: (cands(r, s), None))
+    step, x_hit = first_hit(ctx.qmodel, x, y, 2 * n_pix, cands)
     return x_hit, step >= 0
 
 
@@ -137,7 +138,7 @@ def _repetition(qm: QueryModel, x: Tensor, y: Tensor, st: SaltPepperState, n_eps
     n, c, h, w = x.shape
     dev = x.device
     codes, linf, p = _codes(x, st, n_eps)
-    valid = linf < st.best_linf[:, None]
+    valid = (linf < st.best_linf[:, None]) & (linf > 0)  # Linf 0: the clean image, not adversarial
     counts = valid.sum(dim=1)
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # valid steps first, in order
     flat = x.flatten(2)

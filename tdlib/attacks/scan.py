@@ -4,8 +4,9 @@
 adversarial of a fixed sequence of candidates (foolbox 2 semantics). Each round gives every sample
 still searching a few next steps (2 at first, then 1/8 of the steps it has scanned, so that what is
 evaluated past a sample's first hit stays near 6%), packs all these (sample, step) candidates into
-one forward pass, and retires the samples that hit. Candidates known not to be adversarial (equal to
-the clean input, or marked invalid by the attack) are never sent to the model.
+one forward pass, and retires the samples that hit. Candidates known not to be adversarial (marked
+invalid by the attack, or, with ``skip_identity``, equal to the clean input) are never sent to the
+model.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _allot(done: Tensor, left: Tensor, sch: Schedule) -> Tensor:
 
 
 def first_hit(qm: QueryModel, x: Tensor, y: Tensor, n_steps: Tensor | int, make: PairFn, *,
-              schedule: Schedule | None = None, skip_identity: bool = True) -> tuple[Tensor, Tensor]:
+              schedule: Schedule | None = None, skip_identity: bool = False) -> tuple[Tensor, Tensor]:
     """Per sample, the first step whose candidate is valid and misclassified (foolbox 2's scans).
 
     Args:
