@@ -9,7 +9,7 @@ PROFILE ?= quick
 PYTEST_ARGS ?=
 export TDLIB_DATA ?= $(abspath ../shared/data)
 
-.PHONY: env browser-deps lint typecheck pytest test book sweep html bench clean-book
+.PHONY: env browser-deps foolbox2 lint typecheck pytest test book sweep html bench clean-book
 
 env:
 	@VENV=$(VENV) bash scripts/setup_env.sh
@@ -17,13 +17,18 @@ env:
 browser-deps:
 	@bash scripts/setup_browser.sh
 
+# foolbox 2.2.1 (the paper's attack library) in a side folder for tests/test_foolbox2.py; offline
+# without a wheel (FOOLBOX2_WHEEL) it cannot install, and that test skips
+foolbox2: env
+	@VENV=$(VENV) bash scripts/setup_foolbox2.sh || echo "[foolbox2] not installed: tests/test_foolbox2.py will skip"
+
 lint: env
 	$(VENV)/bin/ruff check tdlib tests benchmarks scripts notebooks hubconf.py
 
 typecheck: env
 	$(VENV)/bin/mypy
 
-pytest: env browser-deps
+pytest: env browser-deps foolbox2
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test: lint typecheck pytest

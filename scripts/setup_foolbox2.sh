@@ -27,10 +27,9 @@ foolbox_spec=${PKGS[0]}
 echo "[foolbox2] installing $foolbox_spec and ${PKGS[1]} into $DEST"
 tmp="$DEST.tmp.$$"
 rm -rf "$tmp"
-if ! "$VENV/bin/python" -m pip install -q --no-deps --no-compile --target "$tmp" "$foolbox_spec" "${PKGS[1]}" \
-    2>&1 | grep -v '^WARNING: Location'; then
-  :
-fi
+# few retries and a short timeout: offline, pip must give up quickly
+"$VENV/bin/python" -m pip install -q --no-deps --no-compile --retries 1 --timeout 20 --target "$tmp" \
+  "$foolbox_spec" "${PKGS[1]}" 2>&1 | grep -v '^WARNING: Location' || true
 if [ ! -d "$tmp/foolbox" ] || [ ! -d "$tmp/numpy" ]; then
   rm -rf "$tmp"
   echo "[foolbox2] could not install foolbox 2.2.1 (offline? set FOOLBOX2_WHEEL); its tests will skip" >&2

@@ -23,6 +23,7 @@ from tdlib.attacks.queries import QueryModel, fold_batchnorm, query_model
 from tdlib.attacks.scan import Schedule, epsilon_grid, first_hit
 from tdlib.attacks.spatial import _Transforms, spatial_grid, transform_image
 from tdlib.attacks.streams import DoubleStream, python_rng, sample_seed
+from tdlib.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -265,10 +266,16 @@ def test_streams_do_not_depend_on_the_window_sizes() -> None:
         ref = np.concatenate([rs.random_sample(7) if kind == "uniform" else rs.standard_normal(7)
                               for _ in range(20_000)])
         s = DoubleStream(5, kind)
-        got = [s.window(0, 11).copy(), s.window(11, 50_001).copy(), s.window(60_000, 60_003).copy()]
+        got = [s.window(0, 11).copy(), s.window(11, 50_001).copy(), s.window(5, 7).copy()]
+        s.release(40_000)
+        got += [s.window(60_000, 60_003).copy(), s.window(40_000, 40_001).copy()]
         assert np.array_equal(np.concatenate(got[:2]), ref[:50_001])
-        assert np.array_equal(got[2], ref[60_000:60_003])
-        assert np.array_equal(s.window(60_001, 140_000), ref[60_001:140_000])
+        assert np.array_equal(got[2], ref[5:7]) and np.array_equal(got[4], ref[40_000:40_001])
+        assert np.array_equal(got[3], ref[60_000:60_003])
+        s.release(100_000)
+        assert np.array_equal(s.window(100_001, 140_000), ref[100_001:140_000])
+        with pytest.raises(ConfigError, match="released"):
+            s.window(99_999, 100_002)
     assert python_rng(1, 2).random() == random.Random(sample_seed(1, 2)).random()
 
 

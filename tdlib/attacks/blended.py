@@ -36,6 +36,7 @@ def blended_uniform_v2(ctx: AttackContext, x: Tensor, y: Tensor,
         out = np.empty((rows.numel(), numel))
         for j, (r, s) in enumerate(zip(rows.tolist(), steps.tolist(), strict=True)):
             out[j] = streams[r].window(s * numel, (s + 1) * numel)
+            streams[r].release(s * numel)  # later rounds only ask for later draws
         return torch.from_numpy(out).float().to(x.device).view(-1, *shape)
 
     d_step, d_hit = first_hit(ctx.qmodel, x, y, MAX_DIRECTIONS, lambda r, s: (noise(r, s), None))

@@ -41,6 +41,7 @@ def _additive_v2(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
             st = streams[int(r_np[a])]
             k0, k1 = int(s_np[a]), int(s_np[b - 1]) + 1
             draws[a:b] = st.window(k0 * numel, k1 * numel).reshape(k1 - k0, numel)[s_np[a:b] - k0]
+            st.release(k0 * numel)  # later rounds only ask for later steps
         d = torch.from_numpy(draws)
         sc = scale[steps.cpu()][:, None]
         noise = sc * d if kind == "gaussian" else -sc + (2 * sc) * d  # numpy's normal / uniform(-w, w)

@@ -106,55 +106,59 @@ def run_salt_and_pepper(qm: QueryModel, x: Tensor, y: Tensor, seeds: list[int]) 
     return state
 
 
-def _codes(x: Tensor, st: SaltPepperState, n_eps: int) -> tuple[Tensor, Tensor, np.ndarray]:
-    """All ``n_eps`` candidates of every sample as codes (0 keep, 1 salt, 2 pepper; (n, E, H*W)
-    uint8), their float32 Linf (n, E) and probabilities (n, E) float64; draws compared in float64."""
-    n, _, h, w = x.shape
-    hw = h * w
-    p = np.stack([np.linspace(0, m, num=n_eps + 1)[1:] for m in st.max_p]) if n else np.zeros((0, n_eps))
-    codes = torch.empty((n, n_eps, hw), dtype=torch.uint8)
-    linf = torch.empty((n, n_eps), dtype=torch.float32)
-    xs = x.detach().cpu().flatten(1)  # channels share the mask: Linf over channels first
-    lo, hi = xs.view(n, -1, hw).amax(dim=1), (1 - xs.view(n, -1, hw)).amax(dim=1)  # (n, hw)
-    chunk = max(1, _CODE_BUDGET // (n_eps * hw))
-    for a in range(0, n, chunk):
-        b = min(n, a + chunk)
-        u = torch.from_numpy(np.stack([st.streams[i].window(int(st.pos[i]), int(st.pos[i]) + n_eps * hw)
-                                       for i in range(a, b)])).view(b - a, n_eps, hw)
-        pp = torch.from_numpy(p[a:b, :, None])
-        salt = u >= 1 - pp / 2
-        pepper = u < pp / 2
-        codes[a:b] = salt.to(torch.uint8) + 2 * pepper.to(torch.uint8)
-        zero = torch.zeros((), dtype=torch.float32)
-        diff = torch.where(salt, hi[a:b, None], torch.where(pepper, lo[a:b, None], zero))
-        linf[a:b] = diff.amax(dim=2)
-    return codes.to(x.device), linf.to(x.device), p
-
-
-_CODE_BUDGET = 1 << 24  # float64 draws held at a time
+def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int) -> list[np.ndarray]:
+    """Per sample, the steps of this repetition foolbox 2 queries: those whose candidate's Linf is
+    below the best so far. Linf >= best iff salt hits a pixel whose ``1 - x`` reaches ``best`` (in
+    some channel) or pepper one whose ``x`` does; only those pixels' draws are compared."""
+    n, _, hw = x.shape
+    out = []
+    for i in range(n):
+        best = float(st.best_linf[i])
+        if not np.isfinite(best):  # nothing stored yet: every candidate is queried
+            out.append(np.arange(n_eps))
+            continue
+        u = st.streams[i].window(int(st.pos[i]), int(st.pos[i]) + n_eps * hw).reshape(n_eps, hw)
+        hi = (1 - x[i]).max(axis=0) >= best  # salt there: Linf >= best
+        lo = x[i].max(axis=0) >= best  # pepper there: Linf >= best
+        pp = p[i][:, None]
+        bad = (u[:, hi] >= 1 - pp / 2).any(axis=1) | (u[:, lo] < pp / 2).any(axis=1)
+        out.append(np.flatnonzero(~bad))
+    return out
 
 
 def _repetition(qm: QueryModel, x: Tensor, y: Tensor, st: SaltPepperState, n_eps: int) -> None:
     n, c, h, w = x.shape
+    hw = h * w
     dev = x.device
-    codes, linf, p = _codes(x, st, n_eps)
-    valid = (linf < st.best_linf[:, None]) & (linf > 0)  # Linf 0: the clean image, not adversarial
-    counts = valid.sum(dim=1)
-    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # valid steps first, in order
+    p = np.stack([np.linspace(0, m, num=n_eps + 1)[1:] for m in st.max_p]) if n else np.zeros((0, n_eps))
+    for i in range(n):
+        st.streams[i].release(int(st.pos[i]))
+    x_np = x.detach().cpu().numpy().reshape(n, c, hw).astype(np.float32)
+    steps_of = _valid_steps(x_np, st, p, n_eps)
+    counts = torch.tensor([s.size for s in steps_of], dtype=torch.long, device=dev)
     flat = x.flatten(2)
 
-    def make(rows: Tensor, steps: Tensor) -> tuple[Tensor, None]:
-        code = codes[rows, order[rows, steps]][:, None]  # (M, 1, hw), broadcast over channels
-        cand = torch.where(code == 1, 1.0, torch.where(code == 2, 0.0, flat[rows]))
-        return cand.to(x.dtype).view(-1, c, h, w), None
+    def make(rows: Tensor, ks: Tensor) -> tuple[Tensor, Tensor]:
+        r_np = rows.cpu().numpy()
+        j = np.array([steps_of[r][k] for r, k in zip(r_np.tolist(), ks.tolist(), strict=True)], dtype=np.int64)
+        u = np.empty((r_np.size, hw))
+        for a, (r, jj) in enumerate(zip(r_np.tolist(), j.tolist(), strict=True)):
+            start = int(st.pos[r]) + jj * hw
+            u[a] = st.streams[r].window(start, start + hw)
+        ut = torch.from_numpy(u).to(dev)[:, None]  # (M, 1, hw): the channels share the draw
+        pj = torch.from_numpy(p[r_np, j]).to(dev).view(-1, 1, 1)
+        base = flat[rows]
+        cand = torch.where(ut >= 1 - pj / 2, 1.0, torch.where(ut < pj / 2, 0.0, base))
+        # Linf 0 (nothing changed): the clean image, not adversarial
+        return cand.view(-1, c, h, w), (cand != base).flatten(1).any(dim=1)
 
     k, x_hit = first_hit(qm, x, y, counts, make)
-    hit = k >= 0
-    j = order[torch.arange(n, device=dev), k.clamp(min=0)]
+    hit_np = (k >= 0).cpu().numpy()
+    j_np = np.array([int(steps_of[i][int(k[i])]) if hit_np[i] else 0 for i in range(n)], dtype=np.int64)
+    hit = torch.from_numpy(hit_np).to(dev)
     st.best = torch.where(hit.view(-1, 1, 1, 1), x_hit, st.best)
-    st.best_linf = torch.where(hit, linf[torch.arange(n, device=dev), j], st.best_linf)
-    hit_np = hit.cpu().numpy()
-    j_np = j.cpu().numpy()
+    linf = (x_hit - x).abs().flatten(1).amax(dim=1)  # float32, as foolbox 2's Linf
+    st.best_linf = torch.where(hit, linf, st.best_linf)
     rows = np.arange(n)
     st.max_p = np.where(hit_np, np.minimum(1.0, p[rows, j_np] * 1.2), st.max_p)
-    st.pos += torch.from_numpy(np.where(hit_np, j_np + 1, n_eps) * h * w)
+    st.pos += torch.from_numpy(np.where(hit_np, j_np + 1, n_eps) * hw)

@@ -244,7 +244,7 @@ class _Lockstep:
 
 def _depth(active: int) -> int:
     """Decisions evaluated per element and round: more speculation when few samples are left."""
-    return 2 if active > 4 else (3 if active > 1 else 4)
+    return 1 if active >= 24 else (2 if active > 4 else (3 if active > 1 else 4))
 
 
 @torch.no_grad()

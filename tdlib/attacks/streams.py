@@ -41,9 +41,10 @@ class DoubleStream:
     """The values ``RandomState(seed).random_sample`` (``kind="uniform"``) or ``.standard_normal``
     (``kind="normal"``) yields one after the other, addressed by position.
 
-    Positions only grow: :meth:`window` returns values ``[start, stop)`` and forgets everything before
-    ``start``. Drawing ``n`` values in one call or in several gives the same sequence (numpy's legacy
-    Gaussian keeps its spare value between calls), so the block size never shows.
+    :meth:`window` returns the values ``[start, stop)``; :meth:`release` forgets those before a
+    position once nobody will ask for them again. Drawing ``n`` values in one call or in several
+    gives the same sequence (numpy's legacy Gaussian keeps its spare value between calls), so the
+    block size never shows.
     """
 
     def __init__(self, seed: int, kind: str = "uniform") -> None:
@@ -66,10 +67,15 @@ class DoubleStream:
             while ahead > 0:
                 ahead -= self._draw(min(ahead, _BLOCK)).size
             self._buf = np.empty(0, dtype=np.float64)
-        else:
-            self._buf = self._buf[start - self._base:]
-        self._base = start
-        need = stop - start - self._buf.size
+            self._base = start
+        need = stop - self._base - self._buf.size
         if need > 0:
             self._buf = np.concatenate([self._buf, self._draw(max(need, _BLOCK))])
-        return self._buf[: stop - start]
+        return self._buf[start - self._base: stop - self._base]
+
+    def release(self, pos: int) -> None:
+        """Forget the values before ``pos`` (they will not be asked for again)."""
+        drop = min(pos - self._base, self._buf.size)
+        if drop > 0:
+            self._buf = self._buf[drop:].copy()
+            self._base += drop
