@@ -131,8 +131,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_name("dataset", self.dataset, DATASETS)
-        if self.root is not None and not isinstance(self.root, str):
-            raise ConfigError(f"DataConfig.root must be a path string or None, got {self.root!r}")
+        if self.root is not None and (not isinstance(self.root, str) or not self.root.strip()):
+            raise ConfigError(f"DataConfig.root must be a folder path or None (an empty string "
+                              f"would mean the current directory), got {self.root!r}")
         _float("DataConfig", "val_fraction", self.val_fraction, low=0.0, high=0.9)
         _int("DataConfig", "train_per_class", self.train_per_class, optional=True)
         _int("DataConfig", "test_per_class", self.test_per_class, optional=True)

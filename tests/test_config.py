@@ -60,6 +60,8 @@ def test_data_config_validation() -> None:
         DataConfig("mnist", val_fraction=1.5)
     with pytest.raises(ConfigError, match="train_per_class"):
         DataConfig("mnist", train_per_class=0)
+    with pytest.raises(ConfigError, match="empty string"):
+        DataConfig("mnist", root="")
     with pytest.raises(ConfigError, match="resize_size"):
         DataConfig("imagenette", image_size=128, resize_size=100)
 

@@ -91,11 +91,23 @@ def test_attack_config_rejects_bad_sizes() -> None:
         ({"PROFILE": 3}, "notebook parameter PROFILE must be one of"),
     ],
 )
-def test_wrong_notebook_parameter_fails_first_cell(tmp_path: Path, params: dict[str, object],
-                                                   fragment: str) -> None:
-    with pytest.raises(NotebookError) as info:
+def test_wrong_notebook_parameter_is_refused_before_a_kernel_starts(
+        tmp_path: Path, params: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
         execute_notebook(REPO / "notebooks" / "06_results.ipynb", tmp_path / "out.ipynb", params,
                          cell_timeout=120)
     assert fragment in str(info.value)
-    assert (tmp_path / "out.failed.ipynb").is_file()  # kept for inspection
-    assert not (tmp_path / "out.ipynb").exists()
+    assert list(tmp_path.iterdir()) == []  # no executed copy, no temporary file
+
+
+def test_papermill_itself_fails_a_misspelt_parameter_in_the_first_cell(tmp_path: Path) -> None:
+    """Run through papermill's own API (not tdlib's runner), a typo such as ``PROFLE`` is
+    injected as a new variable; the notebook's first code cell refuses it instead of running
+    at the defaults."""
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(REPO / "notebooks" / "06_results.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters={"PROFLE": "smoke", "RUN_DIR": str(tmp_path / "runs")},
+                            progress_bar=False, kernel_name="python3", execution_timeout=120)
+    assert info.value.ename == "ConfigError" and "PROFLE" in info.value.evalue

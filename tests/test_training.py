@@ -194,7 +194,7 @@ def test_cli_train_json(tmp_path: Path) -> None:
         (["--dataset", "mnist", "--backbone", "vgg"], "unknown backbone 'vgg'"),
         (["--dataset", "mnist", "--backbone", "lenetfc", "--variant", "td_x"], "unknown variant"),
         (["--dataset", "mnist", "--backbone", "lenetfc", "--profile", "huge"], "unknown profile"),
-        (["--dataset", "mnist", "--backbone", "lenetfc", "--epochs", "0"], "epochs must be"),
+        (["--dataset", "mnist", "--backbone", "lenetfc", "--epochs", "0"], "--epochs: expected an integer >= 1"),
         (["--dataset", "mnist", "--backbone", "lenetfc", "--device", "cuda:7"], "CUDA"),
     ],
 )

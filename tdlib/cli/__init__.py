@@ -9,17 +9,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from tdlib.errors import TdlibError
 
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``, status 2), like every other tdlib error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from tdlib.cli import claims, experiments, sweep, zoo
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m tdlib",
         description="Top-Down Networks (Lelekas et al., CVPRW 2020): models, training, "
         "robustness, explanations, the claims table, the pretrained zoo and the experiment sweep.",
