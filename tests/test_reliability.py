@@ -15,7 +15,7 @@ import torch
 
 from tdlib.config import AttackConfig, run_config
 from tdlib.errors import ConfigError
-from tdlib.runner import NotebookError, execute_notebook
+from tdlib.runner import execute_notebook
 from tdlib.training import load_checkpoint, run_folder
 
 REPO = Path(__file__).resolve().parent.parent
