@@ -23,13 +23,13 @@ foolbox2: env
 	@VENV=$(VENV) bash scripts/setup_foolbox2.sh || echo "[foolbox2] not installed: tests/test_foolbox2.py will skip"
 
 lint: env
-	$(VENV)/bin/ruff check tdlib tests benchmarks scripts notebooks hubconf.py
+	$(VENV)/bin/ruff check tdlib tests benchmarks scripts notebooks hubconf.py conftest.py
 
 typecheck: env
 	$(VENV)/bin/mypy
 
 pytest: env browser-deps foolbox2
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" tests tdlib $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -382,6 +382,13 @@ def run_config(
 ) -> RunConfig:
     """The reference recipe for ``backbone``/``variant`` on ``dataset``, scaled by ``profile``.
 
+    Example:
+        >>> cfg = run_config("mnist", "lenetfc", "td", profile="paper")
+        >>> cfg.train.epochs, cfg.train.milestones(), cfg.train.lr, cfg.train.batch_size
+        (30, (15, 24), 0.1, 128)
+        >>> run_config("mnist", "lenetfc", "td", profile="quick").data.train_per_class
+        400
+
     Raises:
         ConfigError: an unknown name, a backbone the reference does not train on that dataset, or
             an invalid override.

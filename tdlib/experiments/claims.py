@@ -160,7 +160,14 @@ def _fmt(v: float) -> str:
 
 
 def decide(spec: ClaimSpec, effect: float, low: float, high: float, n: int) -> tuple[Verdict, str]:
-    """The verdict of ``spec`` for an effect with interval [``low``, ``high``] over ``n`` items."""
+    """The verdict of ``spec`` for an effect with interval [``low``, ``high``] over ``n`` items.
+
+    Example:
+        >>> decide(CLAIMS["noise"], 12.0, 4.0, 20.0, 500)[0]
+        <Verdict.HOLDS: 'holds'>
+        >>> decide(CLAIMS["noise"], 2.0, -0.4, 0.9, 100)
+        (<Verdict.INCONCLUSIVE: 'inconclusive'>, 'n = 100: interval -0.4…+0.9% contains the threshold +0%')
+    """
     if n == 0 or math.isnan(effect) or math.isnan(low) or math.isnan(high):
         return Verdict.INCONCLUSIVE, f"n = {n}: no finite estimate"
     t = spec.threshold

@@ -289,7 +289,17 @@ class Exp1Params(ExperimentParams):
 
 @dataclass(frozen=True)
 class Exp2Params(ExperimentParams):
-    """Notebook 02: attacks on BU and TD models."""
+    """Notebook 02: attacks on BU and TD models.
+
+    Example:
+        >>> p = Exp2Params.from_values(PROFILE="quick", DATASETS=["mnist"])
+        >>> p.n_images, p.reps, p.use_zoo, p.attack_list[:2]
+        (100, 1, True, ('salt_and_pepper', 'additive_gaussian'))
+        >>> Exp2Params.from_values(PROFLE="quick")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tdlib.errors.ConfigError: unknown notebook parameter(s) PROFLE for 02_adversarial_robustness; ...
+    """
 
     EXPERIMENT: ClassVar[str] = "exp2"
     NOTEBOOK: ClassVar[str] = "02_adversarial_robustness"

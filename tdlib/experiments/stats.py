@@ -111,6 +111,14 @@ def paired_accuracy_gap(correct_a: np.ndarray, correct_b: np.ndarray, *,
 
     Each bootstrap draw resamples the images (shared by A and B) and, independently for A and B,
     their repetitions; so the interval covers both the finite test set and the training seed.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1, 1] * 50)  # 90% correct
+        >>> b = np.array([1, 1, 1, 0, 0, 1, 1, 1, 1, 1] * 50)  # 80% on the same images
+        >>> est = paired_accuracy_gap(a, b, resamples=200)
+        >>> round(est.value, 1), est.n, est.low > 0
+        (10.0, 500, True)
     """
     a = np.atleast_2d(np.asarray(correct_a, dtype=np.float64))
     b = np.atleast_2d(np.asarray(correct_b, dtype=np.float64))

@@ -47,6 +47,19 @@ def build_model(
         mean: per-pixel (C, H, W) or per-channel (C,) mean subtracted by the first layer.
         std: per-channel (C,) or (C, 1, 1) std the first layer divides by.
 
+    Example:
+        >>> import torch
+        >>> from tdlib.models import build_model
+        >>> td = build_model("nin_light", "td")
+        >>> td(torch.rand(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+        >>> td.num_scales, td.default_cam_stage
+        (3, 'act_3')
+        >>> build_model("resnet18_half", "td_uni")
+        Traceback (most recent call last):
+        ...
+        tdlib.errors.UnknownNameError: unknown variant of resnet18_half 'td_uni'; accepted: bu, td
+
     Raises:
         UnknownNameError: unknown backbone, variant (including one the backbone does not
             define), pyramid or merge.

@@ -103,7 +103,7 @@ def load_pretrained(dataset: str, backbone: str, variant: str, seed: int = 0, *,
 
     Example:
         >>> from tdlib.zoo import load_pretrained
-        >>> model = load_pretrained("mnist", "lenetfc", "td")
+        >>> model = load_pretrained("mnist", "lenetfc", "bu")
         >>> model.training, model.input_shape
         (False, (1, 28, 28))
 
