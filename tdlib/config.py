@@ -173,6 +173,9 @@ class TrainConfig:
     statistics over the training images after every epoch; see
     :func:`tdlib.training.engine.recalibrate_bn`.
 
+    ``amp`` (not hashed) turns on bf16 autocast on CUDA; ``None`` / ``False`` train and evaluate in
+    fp32, as the reference, on every device.
+
     ``weight_decay`` has Keras ``l2`` semantics (``wd * sum(w**2)`` added to the loss on conv and
     linear kernels only); :mod:`tdlib.training` turns it into PyTorch decay ``2 * wd`` on those.
     """

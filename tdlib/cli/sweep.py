@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from tdlib.cli.common import nonnegative_int, path, positive_int, print_json
@@ -11,8 +12,9 @@ from tdlib.cli.common import nonnegative_int, path, positive_int, print_json
 def cmd_sweep(a: argparse.Namespace) -> int:
     from tdlib import sweep
 
+    extra = {"executed_dir": Path(a.executed_dir)} if a.executed_dir else {}
     grid = sweep.build_grid(a.profile, runs_root=a.run_dir, data_dir=a.data_root, device=a.device,
-                            seed=a.seed)
+                            seed=a.seed, **extra)
     jobs = sweep.select(grid, a.only, a.shard)
     if a.list:
         if a.json:
@@ -38,6 +40,8 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="re-execute finished jobs")
     p.add_argument("--list", action="store_true", help="list the jobs, their state and dependencies")
     p.add_argument("--run-dir", type=path, default=None)
+    p.add_argument("--executed-dir", type=path, default=None,
+                   help="where the book's executed notebooks go (default book/executed)")
     p.add_argument("--data-root", type=path, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")

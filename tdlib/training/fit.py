@@ -358,7 +358,7 @@ def _train(
     # channels_last pays off for the wide NIN/ResNet convs, not for LeNet's 1-32 channels
     # (benchmarks/README.md has the measurements)
     channels_last = tc.channels_last if tc.channels_last is not None else cfg.model.backbone != "lenetfc"
-    amp = tc.amp if tc.amp is not None else dev.type == "cuda"
+    amp = bool(tc.amp)  # fp32 unless bf16 autocast is asked for explicitly (TrainConfig.amp)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, tc)
