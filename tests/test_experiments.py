@@ -50,7 +50,8 @@ def test_exp1_records_per_image_correctness_and_guards_smoke_models(runs: str) -
 
 def test_exp2_and_the_scale_study_on_a_few_images(runs: str) -> None:
     params = Exp2Params.from_values(PROFILE="smoke", RUN_DIR=runs, DATASETS=["mnist"], BACKBONES=["lenetfc"],
-                                    ATTACKS=["gaussian_blur", "contrast_reduction"], WHITEBOX=[], N_SAMPLES=6, DEVICE="cpu")
+                                    ATTACKS=["gaussian_blur", "contrast_reduction"], WHITEBOX=[],
+                                    N_SAMPLES=6, DEVICE="cpu")
     run = exp2.run(params, progress=False)
     assert {(e.model.variant, e.attack) for e in run.record.evals} == {
         (v, a) for v in ("bu", "td") for a in ("gaussian_blur", "contrast_reduction")}
