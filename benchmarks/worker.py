@@ -15,7 +15,6 @@ Memory (``mem_bytes``):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import resource
 import sys
@@ -90,12 +89,6 @@ class CpuPeakMemory:
 
 
 # ----------------------------------------------------------------------------------------- measure
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[object]:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _top_ops(prof: Any, device: torch.device, rows: int = 15) -> str:
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return str(prof.key_averages().table(sort_by=key, row_limit=rows))
@@ -107,6 +100,7 @@ def measure(case: Case) -> dict[str, Any]:
     from tdlib.data import ArrayDataset
     from tdlib.models import build_model, model_summary
     from tdlib.training import make_optimizer, train_epoch
+    from tdlib.training.engine import autocast
 
     torch.set_num_threads(case.threads)
     torch.manual_seed(case.seed)
@@ -162,7 +156,7 @@ def measure(case: Case) -> dict[str, Any]:
             xf = xf.contiguous(memory_format=torch.channels_last)
 
         def infer() -> None:
-            with torch.inference_mode(), _autocast(dev, case.amp):
+            with torch.inference_mode(), autocast(dev, case.amp):
                 run_model(xf)
 
         log(f"infer {case.label}")

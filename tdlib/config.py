@@ -173,8 +173,9 @@ class TrainConfig:
     statistics over the training images after every epoch; see
     :func:`tdlib.training.engine.recalibrate_bn`.
 
-    ``amp`` (not hashed) turns on bf16 autocast on CUDA; ``None`` / ``False`` train and evaluate in
-    fp32, as the reference, on every device.
+    ``amp`` turns on bf16 autocast (CUDA or CPU); ``None`` / ``False`` train and evaluate in fp32,
+    as the reference, on every device. It enters the hash only when set, so bf16 runs get their
+    own folders while every fp32 run keeps its hash.
 
     ``weight_decay`` has Keras ``l2`` semantics (``wd * sum(w**2)`` added to the loss on conv and
     linear kernels only); :mod:`tdlib.training` turns it into PyTorch decay ``2 * wd`` on those.
@@ -192,7 +193,7 @@ class TrainConfig:
     repetitions: int = field(default=4, metadata={"hash": False})
     seed: int = 0
     eval_batch_size: int = field(default=500, metadata={"hash": False})
-    amp: bool | None = field(default=None, metadata={"hash": False})
+    amp: bool | None = field(default=None, metadata={"hash": "if-set"})
     channels_last: bool | None = field(default=None, metadata={"hash": False})
 
     def __post_init__(self) -> None:
@@ -262,12 +263,14 @@ class RunConfig:
 
 # --------------------------------------------------------------------------- hashing
 def hashable_dict(cfg: Any) -> Any:
-    """The dataclass as plain data, without fields marked ``metadata={"hash": False}``."""
+    """The dataclass as plain data, without fields marked ``metadata={"hash": False}`` (and
+    without ``"if-set"`` fields at their default)."""
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         return {
             f.name: hashable_dict(getattr(cfg, f.name))
             for f in dataclasses.fields(cfg)
-            if f.metadata.get("hash", True)
+            if f.metadata.get("hash", True) is True
+            or (f.metadata.get("hash") == "if-set" and getattr(cfg, f.name))
         }
     if isinstance(cfg, tuple | list):
         return [hashable_dict(v) for v in cfg]
@@ -382,6 +385,7 @@ def run_config(
     root: str | None = None,
     pyramid: str = "gaussian",
     merge: str = "add_concat",
+    amp: bool = False,
 ) -> RunConfig:
     """The reference recipe for ``backbone``/``variant`` on ``dataset``, scaled by ``profile``.
 
@@ -428,5 +432,6 @@ def run_config(
     train = TrainConfig(
         epochs=n_epochs, lr=lr, weight_decay=wd, batch_size=batch,
         repetitions=repetitions, seed=seed, bn_recalibration=prof.name != "paper",
+        amp=True if amp else None,
     )
     return RunConfig(data=data, model=ModelConfig(backbone, variant, pyramid, merge), train=train)

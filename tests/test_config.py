@@ -116,6 +116,9 @@ def test_config_hash_is_stable_and_ignores_location() -> None:
     # (and the zoo's recorded hashes); update them knowingly
     assert config_hash(TrainConfig(epochs=1)) == "dad3c97798a3"
     assert config_hash(run_config("mnist", "lenetfc", "bu", profile="paper", epochs=50)) == "37e6d7d58fad"
+    # bf16 autocast gets its own folder; fp32 (the default) keeps the hashes above
+    bf16 = run_config("mnist", "lenetfc", "bu", profile="paper", epochs=50, amp=True)
+    assert config_hash(bf16) != "37e6d7d58fad"
 
 
 def test_as_tuple_for_notebook_parameters() -> None:

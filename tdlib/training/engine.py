@@ -32,9 +32,12 @@ class EpochStats:
     n: int
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[object]:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast on CUDA or CPU when ``amp`` (convolutions and matmuls in bf16, BatchNorm,
+    softmax and the loss in fp32); a no-op otherwise. On CPUs with AVX512-BF16 / AMX, oneDNN runs
+    the bf16 convolutions natively (``benchmarks`` measures whether it pays off)."""
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -117,7 +120,7 @@ def train_epoch(
             if transform is not None:
                 x = transform(x, generator)
             y = y_all[idx_d]
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits = model(x)
                 if seen == 0:
                     _check_labels(y_all, logits.shape[1], "training data")
@@ -227,7 +230,7 @@ def evaluate(
             for start in range(0, len(data), batch_size):
                 x = _to_input(data.x[start : start + batch_size], device, channels_last)
                 y = data.y[start : start + batch_size].to(device)
-                with _autocast(device, amp):
+                with autocast(device, amp):
                     logits = model(x).float()
                 if start == 0:
                     _check_labels(data.y, logits.shape[1], "evaluation data")
