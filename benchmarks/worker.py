@@ -46,10 +46,14 @@ class Case:
     profile: bool = False
     note: str = ""
     seed: int = 0
+    #: the layers as they were before this benchmark's speed-ups (torch's nn.Dropout with its
+    #: bernoulli_ masks, F.pad copies for stride-1 SAME convs, out-of-place ReLU), for side-by-side
+    legacy: bool = False
 
     @property
     def label(self) -> str:
-        flags = [f for f, on in (("cl", self.channels_last), ("amp", self.amp), ("compile", self.compile)) if on]
+        flags = [f for f, on in (("cl", self.channels_last), ("amp", self.amp), ("compile", self.compile),
+                                 ("legacy", self.legacy)) if on]
         extra = f" [{','.join(flags)}]" if flags else ""
         return f"{self.backbone}/{self.variant} b{self.batch} t{self.threads}{extra}"
 
@@ -94,6 +98,26 @@ def _top_ops(prof: Any, device: torch.device, rows: int = 15) -> str:
     return str(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
+def legacy_layers(model: nn.Module) -> nn.Module:
+    """Undo this repository's training-step speed-ups in place (see :attr:`Case.legacy`).
+
+    Numerically the same network (same parameters, same function up to float rounding and dropout
+    draws); only the kernels differ, so the two can be timed side by side.
+    """
+    from tdlib.models.layers import Conv2dSame, Dropout
+
+    for mod in list(model.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, Dropout):
+                setattr(mod, name, nn.Dropout(child.p).train(child.training))
+        if isinstance(mod, Conv2dSame) and getattr(mod, "_native_same", False):
+            mod._native_same = False
+            mod.padding = (0, 0)
+        if isinstance(mod, nn.ReLU):
+            mod.inplace = False
+    return model
+
+
 def measure(case: Case) -> dict[str, Any]:
     """Training-step and inference throughput, peak memory (and optionally a profile) of ``case``."""
     from tdlib.config import TrainConfig
@@ -106,6 +130,8 @@ def measure(case: Case) -> dict[str, Any]:
     torch.manual_seed(case.seed)
     dev = resolve_device(case.device)
     model = build_model(case.backbone, case.variant)
+    if case.legacy:
+        legacy_layers(model)
     summary = model_summary(model)
     c, h, w = summary["input_shape"]
     model = model.to(dev)

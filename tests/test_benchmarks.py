@@ -61,3 +61,23 @@ def test_markdown_is_well_formed(reduced_run: Path) -> None:
                 assert lines[j].count("|") == width, lines[j]
                 j += 1
     assert md.count("```") % 2 == 0
+
+
+def test_legacy_layers_are_the_same_network_with_other_kernels() -> None:
+    """The side-by-side training benchmark compares the same function, not another network."""
+    import torch
+
+    from benchmarks.worker import legacy_layers
+    from tdlib.models import build_model
+    from tdlib.models.layers import Dropout
+
+    for backbone in ("lenetfc", "nin_light"):
+        torch.manual_seed(0)
+        new = build_model(backbone, "td").eval()
+        old = build_model(backbone, "td").eval()
+        old.load_state_dict(new.state_dict())
+        legacy_layers(old)
+        assert not any(isinstance(m, Dropout) for m in old.modules())
+        assert not any(m.training for m in old.modules())
+        x = torch.rand(3, 1, 28, 28)
+        assert torch.equal(new(x), old(x))
