@@ -238,6 +238,39 @@ class ExperimentParams:
         pio.renderers.default = "plotly_mimetype+notebook"
 
 
+class _AttackedSample:
+    """What Exp 2 and the per-scale study share: a sample of attacked test images, attack
+    repetitions and where the models come from (each ``None`` means the profile's)."""
+
+    common: Common
+    n_samples: int | None
+    repetitions: int | None
+    pretrained: bool | None
+
+    def _check_sample(self) -> None:
+        _opt_int("N_SAMPLES", self.n_samples)
+        _opt_int("REPETITIONS", self.repetitions)
+        _opt_bool("PRETRAINED", self.pretrained)
+
+    def _profile_images(self) -> int | None:
+        return self.common.prof.attack_samples
+
+    @property
+    def n_images(self) -> int | None:
+        return self.n_samples if self.n_samples is not None else self._profile_images()
+
+    @property
+    def reps(self) -> int:
+        return self.repetitions if self.repetitions is not None else self.common.prof.attack_repetitions
+
+    @property
+    def use_zoo(self) -> bool:
+        return _pretrained(self)
+
+    def _sample_resolved(self) -> dict[str, Any]:
+        return {"N_SAMPLES": self.n_images, "REPETITIONS": self.reps, "PRETRAINED": self.use_zoo}
+
+
 def _pretrained(p: Any) -> bool:
     return bool(p.pretrained) if p.pretrained is not None else p.common.prof.pretrained
 
@@ -288,7 +321,7 @@ class Exp1Params(ExperimentParams):
 
 
 @dataclass(frozen=True)
-class Exp2Params(ExperimentParams):
+class Exp2Params(ExperimentParams, _AttackedSample):
     """Notebook 02: attacks on BU and TD models.
 
     Example:
@@ -328,11 +361,9 @@ class Exp2Params(ExperimentParams):
         if not isinstance(self.protocol, str):
             raise _err("PROTOCOL", self.protocol, "paper or minimal")
         check_name("attack protocol", self.protocol, PROTOCOLS)
-        _opt_int("N_SAMPLES", self.n_samples)
-        _opt_int("REPETITIONS", self.repetitions)
+        self._check_sample()
         if not isinstance(self.fourier, bool):
             raise _err("FOURIER", self.fourier, "True or False")
-        _opt_bool("PRETRAINED", self.pretrained)
         _check_pairs(self.datasets, self.backbones)
 
     @property
@@ -340,27 +371,12 @@ class Exp2Params(ExperimentParams):
         main = self.attacks if self.attacks is not None else self.prof.exp2_attacks
         return tuple(main) + tuple(a for a in self.whitebox if a not in main)
 
-    @property
-    def n_images(self) -> int | None:
-        return self.n_samples if self.n_samples is not None else self.prof.attack_samples
-
-    @property
-    def reps(self) -> int:
-        return self.repetitions if self.repetitions is not None else self.prof.attack_repetitions
-
-    @property
-    def use_zoo(self) -> bool:
-        return _pretrained(self)
-
     def resolved(self) -> dict[str, Any]:
-        out = super().resolved()
-        out.update(ATTACKS=list(self.attack_list), N_SAMPLES=self.n_images,
-                   REPETITIONS=self.reps, PRETRAINED=self.use_zoo)
-        return out
+        return {**super().resolved(), "ATTACKS": list(self.attack_list), **self._sample_resolved()}
 
 
 @dataclass(frozen=True)
-class ScaleParams(ExperimentParams):
+class ScaleParams(ExperimentParams, _AttackedSample):
     """Notebook 03: per-scale perturbation of TD models (supplement Fig 3)."""
 
     EXPERIMENT: ClassVar[str] = "exp2_scales"
@@ -381,28 +397,13 @@ class ScaleParams(ExperimentParams):
                 f"the per-scale study has no TD backbone for {', '.join(missing)} (it uses "
                 + ", ".join(f"{d}: {b}" for d, b in SCALE_BACKBONE.items()) + ")")
         object.__setattr__(self, "attacks", _names("ATTACKS", self.attacks, PAPER_ATTACKS, "attack"))
-        _opt_int("N_SAMPLES", self.n_samples)
-        _opt_int("REPETITIONS", self.repetitions)
-        _opt_bool("PRETRAINED", self.pretrained)
+        self._check_sample()
 
-    @property
-    def n_images(self) -> int | None:
-        if self.n_samples is not None:
-            return self.n_samples
+    def _profile_images(self) -> int | None:
         return self.prof.scale_attack_samples or self.prof.attack_samples
 
-    @property
-    def reps(self) -> int:
-        return self.repetitions if self.repetitions is not None else self.prof.attack_repetitions
-
-    @property
-    def use_zoo(self) -> bool:
-        return _pretrained(self)
-
     def resolved(self) -> dict[str, Any]:
-        out = super().resolved()
-        out.update(N_SAMPLES=self.n_images, REPETITIONS=self.reps, PRETRAINED=self.use_zoo)
-        return out
+        return {**super().resolved(), **self._sample_resolved()}
 
 
 @dataclass(frozen=True)
