@@ -100,3 +100,33 @@ def profile_attack(victim: tuple[nn.Module, torch.Tensor, torch.Tensor], name: s
         sync(device)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return str(prof.key_averages().table(sort_by=key, row_limit=15))
+
+
+#: images of the foolbox 2.2.1 side-by-side (as in the issue)
+FOOLBOX2_SAMPLES = 90
+#: the goal of the attack issue: every paper attack this much faster than foolbox 2.2.1
+GOAL_FOOLBOX2_SPEEDUP = 10.0
+
+
+def foolbox2_comparison(*, reduced: bool, samples: int = FOOLBOX2_SAMPLES) -> dict[str, Any]:
+    """Every paper attack with foolbox 2.2.1 and with tdlib, side by side, one thread each.
+
+    Skipped (with the reason) in reduced mode and where the side environment is missing, so the
+    reduced benchmark stays fast and never needs foolbox 2.
+    """
+    from benchmarks.foolbox2_bench import paper_victim, side_by_side
+    from benchmarks.foolbox2_diff import side_env
+    from benchmarks.machine import load_average
+    from tdlib.attacks import PAPER_ATTACKS
+
+    if reduced:
+        return {"skipped": "reduced mode (the comparison takes ~30 min; run without --reduced)"}
+    if side_env() is None:
+        return {"skipped": "foolbox 2.2.1 is not installed: run `bash scripts/setup_foolbox2.sh`"}
+    victim = paper_victim(samples)
+    log(f"foolbox2 comparison: LeNetFC-TD clean accuracy {victim[3]:.3f}, {len(victim[1])} images")
+    load_start = load_average()
+    out = side_by_side(victim, PAPER_ATTACKS, threads=1)
+    out.update(model="lenetfc/td", load_average_start=load_start, load_average_end=load_average(),
+               goal=GOAL_FOOLBOX2_SPEEDUP)
+    return out

@@ -116,11 +116,11 @@ def side_by_side(victim: Victim, attacks: Sequence[str], *, seed: int = 0, threa
             first = run_tdlib(model, x, y, [name], seed=seed)
             ref = {m: run_foolbox2(model, x, y, [name], seed=seed, mode=m, threads=threads) for m in modes}
             second = run_tdlib(model, x, y, [name], seed=seed)
-            ours = first[name]
-            ours["seconds"] = (first[name]["seconds"] + second[name]["seconds"]) / 2
+            runs = [first[name]["seconds"], second[name]["seconds"]]
+            ours = {**first[name], "seconds": sum(runs) / 2}
             per_image = ref.get("per_image", ref[modes[0]])
             row = compare(x, per_image, {name: ours}, [name])[0]
-            row["tdlib_runs_s"] = [first[name]["seconds"], second[name]["seconds"]]
+            row["tdlib_runs_s"] = runs
             row["tdlib_repeatable"] = bool((first[name]["x_adv"] == second[name]["x_adv"]).all())
             for m in modes:
                 row[f"foolbox2_{m}_s"] = ref[m][name]["seconds"]

@@ -116,6 +116,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         rows = [[r["attack"], _n(r["batched_ips"], 2), _n(r["loop_ips"], 2), f"{r['speedup']:.1f}x",
                  f"{r['found_batched']}/{r['found_loop']}"] for r in a["rows"]]
         out.append(_table(["attack", "batched img/s", "per-sample img/s", "speed-up", "found (batched/loop)"], rows))
+    if report.get("foolbox2"):
+        out += _foolbox2_section(report["foolbox2"])
     if report.get("data"):
         out.append("\n## Data pipeline (uint8 → float → train_transform, in memory)\n")
         train: dict[str, float] = {}
@@ -138,6 +140,45 @@ def render_markdown(report: dict[str, Any]) -> str:
         for pr in report["profiles"]:
             out.append(f"### {pr['case']}\n\n{pr['goal']}\n\n```\n{pr['table']}\n```\n")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _load(x: list[float] | None) -> str:
+    return "n/a" if not x else ", ".join(f"{a:.2f}" for a in x)
+
+
+def _foolbox2_section(f: dict[str, Any]) -> list[str]:
+    """The side-by-side table of tdlib's ``paper`` attacks and foolbox 2.2.1 itself."""
+    out = ["\n## Paper attacks: tdlib vs foolbox 2.2.1 (the paper's library)\n"]
+    if "skipped" in f:
+        out.append(f"Not run: {f['skipped']}.\n")
+        return out
+    rows = f["rows"]
+    goal = f.get("goal", 10.0)
+    per_image = [r["speedup_per_image"] for r in rows if "speedup_per_image" in r]
+    met = sum(s >= goal for s in per_image)
+    out.append(
+        f"Victim: {f['model']} (clean accuracy {f['clean_accuracy']:.3f}), {f['samples']} clean-correct MNIST test "
+        f"images, {f['threads']} thread per side, same weights, images and per-image seeds; foolbox "
+        f"{' / '.join(f['versions'][:2])} (foolbox / numpy) in its side environment. *foolbox 2 per image*: "
+        "`attack(x[i:i+1], y[i:i+1], unpack=False)` after `foolbox.set_seeds(seed_i)`; *foolbox 2 batched*: one "
+        "call on all images (its `run_parallel` merges the per-sample queries into batched forwards, as the "
+        "paper's script called it). tdlib: `run_attack(protocol='paper')` on all images, the mean of a run "
+        "before and one after foolbox 2's. *same*: images whose adversarial (or failure) is identical to foolbox "
+        f"2's per-image run. Load average {_load(f.get('load_average_start'))} at the start, "
+        f"{_load(f.get('load_average_end'))} at the end.\n")
+    out.append(_table(
+        ["attack", "foolbox 2 per image s", "foolbox 2 batched s", "tdlib s", "speed-up (per image)",
+         "speed-up (batched)", "same", "found (fb2/tdlib)", "fb2 queries", "median L2 (fb2/tdlib)"],
+        [[r["attack"], _n(r.get("foolbox2_per_image_s"), 1), _n(r.get("foolbox2_batch_s"), 1), _n(r["tdlib_s"], 2),
+          f"{r['speedup_per_image']:.1f}x" if "speedup_per_image" in r else "–",
+          f"{r['speedup_batch']:.1f}x" if "speedup_batch" in r else "–",
+          f"{r['same']}/{r['n']}", f"{r['foolbox2_found']}/{r['tdlib_found']}", f"{r['foolbox2_queries']:,}",
+          f"{r['foolbox2_median_l2']:.3f}/{r['tdlib_median_l2']:.3f}"] for r in rows]))
+    total = {k: sum(r.get(k, 0.0) for r in rows) for k in ("foolbox2_per_image_s", "foolbox2_batch_s", "tdlib_s")}
+    out.append(f"\nAll {len(rows)} attacks: foolbox 2 {total['foolbox2_per_image_s']:.0f} s per image, "
+               f"{total['foolbox2_batch_s']:.0f} s batched; tdlib {total['tdlib_s']:.1f} s. Goal "
+               f"(every attack >= {goal:.0f}x foolbox 2 per image): {met}/{len(per_image)} attacks.\n")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from benchmarks import plan
-from benchmarks.attack_bench import attack_sweep, profile_attack
+from benchmarks.attack_bench import attack_sweep, foolbox2_comparison, profile_attack
 from benchmarks.common import log, resolve_device
 from benchmarks.data_bench import data_pipeline
 from benchmarks.machine import load_average, machine_info, measure_peak
@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         att = attack_sweep(device, reduced=args.reduced)
         victim = att.pop("_victim")
         report["attacks"] = att
+        report["foolbox2"] = foolbox2_comparison(reduced=args.reduced)
     if "data" in sections:
         report["data"] = data_pipeline(device, reduced=args.reduced)
     report["goals"] = evaluate_goals(report, device, threads)

@@ -1,8 +1,13 @@
 """Adversarial robustness (the paper's Exp 2): attacks, sweeps, curves and Fourier maps.
 
 Two protocols: ``paper`` reproduces the foolbox 2.2.1 semantics of the paper's runs (first hits of
-1000-step scans, the quadratic noise scaling, the v2 spatial grid, the Linf-driven S&P), and
-``minimal`` searches a per-sample minimal L2 adversarial. See ``docs``/attack-notes for details.
+1000-step scans, the quadratic noise scaling, the v2 spatial grid, the Linf-driven S&P and
+Pointwise), and ``minimal`` searches a per-sample minimal L2 adversarial. See attack-notes for the
+details. Under ``paper`` every attack replays foolbox 2.2.1 query for query from per-sample random
+streams (:mod:`tdlib.attacks.streams`): a sample gets the adversarial foolbox 2.2.1 returns for it
+alone after ``foolbox.set_seeds(sample_seed(seed, index))`` (checked by tests/test_foolbox2.py).
+The scans run on a packed first-hit engine (:func:`tdlib.attacks.scan.first_hit`) against a
+private inference copy of the model (:mod:`tdlib.attacks.queries`).
 
 Importing this package imports neither foolbox nor tqdm.
 """

@@ -68,6 +68,15 @@ def single_pixel(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tup
     return x_hit, step >= 0
 
 
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of the runs of equal values in a sorted array."""
+    if rows.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(rows)) + 1
+    bounds = np.concatenate([[0], cut, [rows.size]])
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+
+
 @dataclass
 class SaltPepperState:
     """foolbox 2's S&P (and Pointwise's initialisation) state of each sample of a batch."""
@@ -109,7 +118,8 @@ def run_salt_and_pepper(qm: QueryModel, x: Tensor, y: Tensor, seeds: list[int]) 
 def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int) -> list[np.ndarray]:
     """Per sample, the steps of this repetition foolbox 2 queries: those whose candidate's Linf is
     below the best so far. Linf >= best iff salt hits a pixel whose ``1 - x`` reaches ``best`` (in
-    some channel) or pepper one whose ``x`` does; only those pixels' draws are compared."""
+    some channel) or pepper one whose ``x`` does, i.e. iff the largest draw over the first pixels is
+    >= 1 - p/2 or the smallest over the second < p/2."""
     n, _, hw = x.shape
     out = []
     for i in range(n):
@@ -118,10 +128,10 @@ def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int) 
             out.append(np.arange(n_eps))
             continue
         u = st.streams[i].window(int(st.pos[i]), int(st.pos[i]) + n_eps * hw).reshape(n_eps, hw)
-        hi = (1 - x[i]).max(axis=0) >= best  # salt there: Linf >= best
-        lo = x[i].max(axis=0) >= best  # pepper there: Linf >= best
-        pp = p[i][:, None]
-        bad = (u[:, hi] >= 1 - pp / 2).any(axis=1) | (u[:, lo] < pp / 2).any(axis=1)
+        hi = ((1 - x[i]).max(axis=0) >= best)[None]  # salt there: Linf >= best
+        lo = (x[i].max(axis=0) >= best)[None]  # pepper there: Linf >= best
+        bad = (np.max(u, axis=1, where=hi, initial=-1.0) >= 1 - p[i] / 2) | \
+              (np.min(u, axis=1, where=lo, initial=2.0) < p[i] / 2)
         out.append(np.flatnonzero(~bad))
     return out
 
@@ -131,20 +141,23 @@ def _repetition(qm: QueryModel, x: Tensor, y: Tensor, st: SaltPepperState, n_eps
     hw = h * w
     dev = x.device
     p = np.stack([np.linspace(0, m, num=n_eps + 1)[1:] for m in st.max_p]) if n else np.zeros((0, n_eps))
+    blocks = []  # this repetition's draws of every sample (those past a hit serve the next one)
     for i in range(n):
         st.streams[i].release(int(st.pos[i]))
+        blocks.append(st.streams[i].window(int(st.pos[i]), int(st.pos[i]) + n_eps * hw).reshape(n_eps, hw))
     x_np = x.detach().cpu().numpy().reshape(n, c, hw).astype(np.float32)
     steps_of = _valid_steps(x_np, st, p, n_eps)
     counts = torch.tensor([s.size for s in steps_of], dtype=torch.long, device=dev)
     flat = x.flatten(2)
 
     def make(rows: Tensor, ks: Tensor) -> tuple[Tensor, Tensor]:
-        r_np = rows.cpu().numpy()
-        j = np.array([steps_of[r][k] for r, k in zip(r_np.tolist(), ks.tolist(), strict=True)], dtype=np.int64)
+        r_np, k_np = rows.cpu().numpy(), ks.cpu().numpy()
+        j = np.empty_like(k_np)
         u = np.empty((r_np.size, hw))
-        for a, (r, jj) in enumerate(zip(r_np.tolist(), j.tolist(), strict=True)):
-            start = int(st.pos[r]) + jj * hw
-            u[a] = st.streams[r].window(start, start + hw)
+        for a, b in _runs(r_np):  # one sample's steps
+            r = int(r_np[a])
+            j[a:b] = steps_of[r][k_np[a:b]]
+            u[a:b] = blocks[r][j[a:b]]
         ut = torch.from_numpy(u).to(dev)[:, None]  # (M, 1, hw): the channels share the draw
         pj = torch.from_numpy(p[r_np, j]).to(dev).view(-1, 1, 1)
         base = flat[rows]
