@@ -9,12 +9,13 @@ attacks are comparable image for image too. Used by ``tests/test_foolbox2.py`` a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,18 +79,39 @@ def _num_classes(model: nn.Module, x: Tensor) -> int:
         return int(model.eval()(x[:1].float()).shape[1])
 
 
+@contextlib.contextmanager
+def _count_queries() -> Iterator[list[int]]:
+    """Count the candidates tdlib's scans send to the model (``QueryModel.predict``)."""
+    from tdlib.attacks.queries import QueryModel
+
+    count = [0]
+    real = QueryModel.predict
+
+    def counted(self: QueryModel, x: Tensor) -> Tensor:
+        count[0] += int(x.shape[0])
+        return real(self, x)
+
+    QueryModel.predict = counted  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        QueryModel.predict = real  # type: ignore[method-assign]
+
+
 def run_tdlib(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *,
               seed: int = 0) -> dict[str, Any]:
     """``run_attack(protocol="paper")`` on all images in one batch: per attack ``x_adv``, ``success``,
-    ``l2``, ``linf`` (numpy) and ``seconds``."""
+    ``l2``, ``linf`` (numpy), ``seconds`` and ``queries`` (candidates classified)."""
     from tdlib.attacks import run_attack
 
     res: dict[str, Any] = {}
     for name in attacks:
-        t0 = time.perf_counter()
-        r = run_attack(model, x, y, name, protocol="paper", seed=seed, batch_size=max(len(x), 1))
+        with _count_queries() as count:
+            t0 = time.perf_counter()
+            r = run_attack(model, x, y, name, protocol="paper", seed=seed, batch_size=max(len(x), 1))
+            seconds = time.perf_counter() - t0
         res[name] = {"x_adv": r.x_adv.numpy(), "success": r.success.numpy(), "l2": r.l2.numpy(),
-                     "linf": r.linf.numpy(), "seconds": time.perf_counter() - t0}
+                     "linf": r.linf.numpy(), "seconds": seconds, "queries": count[0]}
     return res
 
 
@@ -128,6 +150,7 @@ def compare(x: Tensor, ref: dict[str, Any], ours: dict[str, Any], attacks: Seque
             "differing": np.flatnonzero(~same).tolist(),
             "foolbox2_median_l2": float(np.median(fb_l2)), "tdlib_median_l2": float(np.median(td_l2)),
             "ks": _ks(fb_l2, td_l2), "foolbox2_queries": int(fb["queries"].sum()),
+            "tdlib_queries": int(td.get("queries", -1)),
             "foolbox2_s": float(fb["seconds"]), "tdlib_s": float(td["seconds"]),
             "speedup": float(fb["seconds"]) / max(float(td["seconds"]), 1e-9),
         })

@@ -349,3 +349,15 @@ def test_paper_results_do_not_depend_on_the_batch(net: nn.Module, batch: tuple[T
     a = run_attack(net, x, y, attack, seed=7, batch_size=3)
     b = run_attack(net, x, y, attack, seed=7, batch_size=len(x))
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
+
+
+def test_salt_and_pepper_groups_of_samples_give_the_same_result(net: nn.Module, batch: tuple[Tensor, Tensor],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large images run S&P in groups of samples (memory); the grouping never shows."""
+    from tdlib.attacks import pixel
+
+    x, y = batch
+    whole = run_attack(net, x, y, "salt_and_pepper", seed=2)
+    monkeypatch.setattr(pixel, "_DRAWS_HELD", 2 * 64 * SIZE * SIZE)  # two samples per group
+    grouped = run_attack(net, x, y, "salt_and_pepper", seed=2)
+    assert torch.equal(whole.x_adv, grouped.x_adv) and torch.equal(whole.success, grouped.success)

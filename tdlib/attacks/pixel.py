@@ -104,15 +104,31 @@ def salt_and_pepper_v2(ctx: AttackContext, x: Tensor, y: Tensor,
 
 
 def run_salt_and_pepper(qm: QueryModel, x: Tensor, y: Tensor, seeds: list[int]) -> SaltPepperState:
-    """Run foolbox 2's S&P on every sample from fresh streams seeded with ``seeds``."""
+    """Run foolbox 2's S&P on every sample from fresh streams seeded with ``seeds``.
+
+    A repetition holds all its draws (E * H * W per sample) until its hits are known, so large
+    images run in groups of samples (each sample's result is independent of the others).
+    """
     n, _, h, w = x.shape
     n_eps = min(SP_EPSILONS, h * w)
-    state = SaltPepperState(streams=[DoubleStream(s) for s in seeds],
-                            pos=torch.zeros(n, dtype=torch.long), max_p=np.ones(n),
-                            best=x.clone(), best_linf=torch.full((n,), torch.inf, device=x.device))
-    for _ in range(SP_REPETITIONS):
-        _repetition(qm, x, y, state, n_eps)
-    return state
+    group = max(1, _DRAWS_HELD // (n_eps * h * w))
+    parts = []
+    for a in range(0, max(n, 1), group):
+        b = min(n, a + group)
+        st = SaltPepperState(streams=[DoubleStream(s) for s in seeds[a:b]],
+                             pos=torch.zeros(b - a, dtype=torch.long), max_p=np.ones(b - a),
+                             best=x[a:b].clone(), best_linf=torch.full((b - a,), torch.inf, device=x.device))
+        for _ in range(SP_REPETITIONS):
+            _repetition(qm, x[a:b], y[a:b], st, n_eps)
+        parts.append(st)
+    if len(parts) == 1:
+        return parts[0]
+    return SaltPepperState(streams=[s for p in parts for s in p.streams], pos=torch.cat([p.pos for p in parts]),
+                           max_p=np.concatenate([p.max_p for p in parts]), best=torch.cat([p.best for p in parts]),
+                           best_linf=torch.cat([p.best_linf for p in parts]))
+
+
+_DRAWS_HELD = 1 << 24  # float64 draws of one repetition held at a time (128 MiB)
 
 
 def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int) -> list[np.ndarray]:

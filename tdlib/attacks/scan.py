@@ -71,7 +71,7 @@ class Schedule:
 
     A sample that has scanned ``p`` steps gets ``max(first, floor(growth * p))`` more; when a round
     would hold fewer than ``fill`` candidates (few samples left), everyone scans further ahead; no
-    round holds more than about ``budget``.
+    round holds more than about ``budget`` candidates (fewer for large images: ``ROUND_ELEMENTS``).
     """
 
     first: int = 2
@@ -88,14 +88,20 @@ def pair_layout(k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return seg, offs, starts
 
 
-def _allot(done: Tensor, left: Tensor, sch: Schedule) -> Tensor:
+#: candidate elements per round at most (64 MiB of float32; large images get fewer candidates)
+ROUND_ELEMENTS = 1 << 24
+
+
+def _allot(done: Tensor, left: Tensor, sch: Schedule, numel: int) -> Tensor:
+    budget = max(1, min(sch.budget, ROUND_ELEMENTS // max(numel, 1)))
+    fill = min(sch.fill, budget)
     k = torch.clamp((done.double() * sch.growth).floor().long(), min=sch.first)
     k = torch.minimum(k, left)
     total = int(k.sum())
-    if 0 < total < sch.fill:
-        k = torch.minimum(left, k * math.ceil(sch.fill / total))
-    elif total > sch.budget:
-        k = torch.clamp((k.double() * (sch.budget / total)).floor().long(), min=1)
+    if 0 < total < fill:
+        k = torch.minimum(left, k * math.ceil(fill / total))
+    elif total > budget:
+        k = torch.clamp((k.double() * (budget / total)).floor().long(), min=1)
     return k
 
 
@@ -128,7 +134,7 @@ def first_hit(qm: QueryModel, x: Tensor, y: Tensor, n_steps: Tensor | int, make:
         rows = active.nonzero().squeeze(1)
         if rows.numel() == 0:
             break
-        k = _allot(done[rows], total[rows] - done[rows], sch)
+        k = _allot(done[rows], total[rows] - done[rows], sch, x[0].numel())
         seg, offs, starts = pair_layout(k)
         pair_rows = rows[seg]
         cands, valid = make(pair_rows, done[pair_rows] + offs)
