@@ -48,12 +48,13 @@ SWEEP_CELL_TIMEOUT_S = 1800  # per cell; a shared 2-core machine can be several 
 REQUIRED_FIGURES: dict[str, dict[str, int]] = {
     "book/executed/00_architecture": {"plotly": 1, "img": 1},  # width profile; pyramid levels
     "book/executed/01_classification": {"plotly": 2},  # learning curves; accuracy bars
-    "book/executed/02_adversarial_robustness": {"plotly": 2},  # the paper's figure; the complete figure
+    # the paper's figure; the complete figure; the per-attack forest plot
+    "book/executed/02_adversarial_robustness": {"plotly": 3},
     "book/executed/03_scale_perturbation": {"plotly": 1},  # accuracy per perturbed input subset
     # the CAM grid needs images that both models classify correctly, which the smoke models may not give
     "book/executed/04_imagenette_explainability": {},
-    "book/executed/05_localization": {"plotly": 2, "img": 1},  # energy and pointing bars; example maps
-    "book/executed/06_results": {},  # the claims table only
+    "book/executed/05_localization": {"plotly": 1, "img": 1},  # energy bars; example maps
+    "book/executed/06_results": {"plotly": 1},  # the forest plot of the claims
 }
 SCREENSHOT_PAGE = "book/executed/01_classification"
 PROFILES = ("smoke", "quick", "paper")
@@ -317,6 +318,31 @@ def test_injected_parameters_are_shown(page: str, driver: Any, site: str,
     built_at = book_build[1]
     if built_at is not None:
         assert match.group(1) == built_at
+
+
+_PAGE_TEXT_JS = """
+const root = document.querySelector('main') || document.body;
+return {
+  text: root.innerText,
+  sources: Array.from(root.querySelectorAll('div.cell_input')).map(e => e.innerText),
+  wide: Array.from(root.querySelectorAll('table')).filter(t => {
+      const box = t.closest('.cell_output, section, article') || root;
+      return t.getBoundingClientRect().right > box.getBoundingClientRect().right + 1;
+  }).map(t => t.innerText.slice(0, 80)),
+};
+"""
+
+
+@pytest.mark.parametrize("page", EXPERIMENT_PAGES)
+def test_page_is_clean_for_a_reader(page: str, driver: Any, site: str) -> None:
+    """Parameters shown once, no progress-bar or kernel-transport noise, tables inside the page."""
+    _open(driver, f"{site}{page}.html")
+    got = driver.execute_script(_PAGE_TEXT_JS)
+    params_cells = [t for t in got["sources"] if re.search(r"^PROFILE\s*=", t, re.M)]
+    assert len(params_cells) == 1, f"{page}: the parameters are shown {len(params_cells)} times"
+    for noise in ("it/s]", "img/s]", "Kernel is running over TCP", "%|"):
+        assert noise not in got["text"], f"{page}: {noise!r} on the page"
+    assert not got["wide"], f"{page}: tables wider than the page: {got['wide']}"
 
 
 def _check_png(path: Path) -> tuple[int, int]:
