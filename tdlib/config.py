@@ -320,6 +320,9 @@ class Profile:
     #: take the MNIST / Fashion-MNIST models of Exp 2, the per-scale study and the localisation
     #: from the pretrained zoo (:mod:`tdlib.zoo`) instead of training them at this profile's size
     pretrained: bool = False
+    #: backbones notebook 01 trains live when its BACKBONES is None (None: every backbone the
+    #: reference trains on the chosen datasets)
+    exp1_backbones: tuple[str, ...] | None = None
 
 
 _PROFILES: dict[str, Profile] = {
@@ -336,7 +339,7 @@ _PROFILES: dict[str, Profile] = {
         imagenette_train_per_class=None, imagenette_val_per_class=20,
         imagenette_image_size=32, imagenette_resize_size=40, imagenette_epochs=4,
         exp2_attacks=("salt_and_pepper", "additive_gaussian", "gaussian_blur", "spatial"),
-        scale_attack_samples=40, pretrained=True,
+        scale_attack_samples=40, pretrained=True, exp1_backbones=("lenetfc",),
     ),
     "paper": Profile(
         name="paper", train_per_class=None, test_per_class=None, epochs=None, repetitions=None,

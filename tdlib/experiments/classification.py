@@ -63,8 +63,7 @@ def _eval_zoo(params: Exp1Params) -> tuple[list[AccuracyEval], list[Any]]:
 
     evals, entries = [], []
     for e in read_entries():
-        if (e.dataset not in params.datasets or e.backbone not in params.backbones
-                or e.variant not in params.variants):
+        if e.dataset not in params.datasets or e.variant not in params.variants:
             continue
         res = evaluate_entry(e, data_root=params.common.data_dir, runs_root=params.common.run_dir)
         ref = ModelRef(e.dataset, e.backbone, e.variant, e.seed, "zoo", e.name, res.accuracy, res.n)
@@ -82,7 +81,7 @@ def run(params: Exp1Params, *, progress: bool = True) -> Exp1Run:
     """
     common = params.common
     runs: list[RunResult] = []
-    for d, b, v in itertools.product(params.datasets, params.backbones, params.variants):
+    for d, b, v in itertools.product(params.datasets, params.backbone_list, params.variants):
         if b not in DATASET_BACKBONES[d]:
             continue
         cfg = run_config(d, b, v, profile=common.profile, seed=common.seed,

@@ -302,18 +302,32 @@ class Exp1Params(ExperimentParams):
     EXPERIMENT: ClassVar[str] = "exp1"
     NOTEBOOK: ClassVar[str] = "01_classification"
     datasets: tuple[str, ...] = _nb("DATASETS", ("mnist", "fashion_mnist"))
-    backbones: tuple[str, ...] = _nb("BACKBONES", ("lenetfc", "nin_light"))
+    backbones: tuple[str, ...] | None = _nb("BACKBONES", None, "None (the profile's) or backbone names")
     variants: tuple[str, ...] = _nb("VARIANTS", ("bu", "td"))
     repetitions: int | None = _nb("REPETITIONS", None, "None (the profile's) or >= 1")
     zoo: bool | None = _nb("ZOO", None, "None (the profile's), True or False: show the zoo table")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", _names("DATASETS", self.datasets, DATASETS, "dataset"))
-        object.__setattr__(self, "backbones", _names("BACKBONES", self.backbones, BACKBONES, "backbone"))
+        if self.backbones is not None:
+            object.__setattr__(self, "backbones", _names("BACKBONES", self.backbones, BACKBONES, "backbone"))
         object.__setattr__(self, "variants", _names("VARIANTS", self.variants, VARIANTS, "variant"))
         _opt_int("REPETITIONS", self.repetitions)
         _opt_bool("ZOO", self.zoo)
-        _check_pairs(self.datasets, self.backbones)
+        _check_pairs(self.datasets, self.backbone_list)
+
+    @property
+    def backbone_list(self) -> tuple[str, ...]:
+        """The backbones trained here: ``BACKBONES``, else the profile's (quick trains only
+        LeNetFC live: the zoo's NIN-light models are shown beside it), else all the reference's."""
+        if self.backbones is not None:
+            return tuple(self.backbones)
+        if self.prof.exp1_backbones is not None:
+            return self.prof.exp1_backbones
+        return tuple(dict.fromkeys(b for d in self.datasets for b in DATASET_BACKBONES[d]))
+
+    def resolved(self) -> dict[str, Any]:
+        return {**super().resolved(), "BACKBONES": list(self.backbone_list)}
 
     @property
     def show_zoo(self) -> bool:
