@@ -124,7 +124,8 @@ def foolbox2_comparison(*, reduced: bool, samples: int = FOOLBOX2_SAMPLES) -> di
     if side_env() is None:
         return {"skipped": "foolbox 2.2.1 is not installed: run `bash scripts/setup_foolbox2.sh`"}
     victim = paper_victim(samples)
-    log(f"foolbox2 comparison: LeNetFC-TD clean accuracy {victim[3]:.3f}, {len(victim[1])} images")
+    log(f"foolbox2 comparison: LeNetFC-TD clean accuracy {victim[3]:.3f} (on a 1000-image test subset), "
+        f"{len(victim[1])} images")
     load_start = load_average()
     out = side_by_side(victim, PAPER_ATTACKS, threads=1)
     out.update(model="lenetfc/td", load_average_start=load_start, load_average_end=load_average(),

@@ -1,8 +1,8 @@
 """The attack models of the foolbox 2.2.1 comparison, and the side-by-side benchmark.
 
-Victims come from functions, so that the zoo's pretrained models can replace them later:
-:func:`paper_victim` is the issue's LeNetFC-TD on MNIST, :func:`small_victim` a small CNN that keeps
-the differential test fast (foolbox 2 answers one image per forward). Both are trained in-process,
+Victims come from functions: :func:`paper_victim` is the issue's LeNetFC-TD on MNIST (the zoo's
+pretrained weights), :func:`small_victim` a small CNN that keeps the differential test fast
+(foolbox 2 answers one image per forward). Models trained here are trained in-process,
 deterministically, and cached under ``$TDLIB_CACHE/attack-victims``.
 
 :func:`side_by_side` times every paper attack with foolbox 2.2.1 (image by image, and as the paper
@@ -73,11 +73,23 @@ def _test_images(model: nn.Module, n: int) -> tuple[Tensor, Tensor, float]:
     return x[ok][:n].contiguous(), y[ok][:n].contiguous(), float(ok.float().mean())
 
 
-def paper_victim(n_samples: int, *, train_per_class: int = 1500, epochs: int = 2) -> Victim:
-    """LeNetFC-TD (the issue's model) trained on MNIST, and ``n_samples`` test images it classifies
-    correctly. Later: ``tdlib.zoo.load_pretrained``."""
+def paper_victim(n_samples: int, *, train_per_class: int = 1500, epochs: int = 2,
+                 zoo: bool = True) -> Victim:
+    """The issue's model, LeNetFC-TD on MNIST, and ``n_samples`` test images it classifies correctly.
+
+    The zoo's pretrained weights (``tdlib.zoo.load_pretrained``) where available and ``zoo``; else a
+    LeNetFC-TD trained here for ``epochs`` on ``train_per_class`` images per class.
+    """
     from tdlib.models import build_model
 
+    if zoo:
+        try:
+            from tdlib.zoo import load_pretrained
+
+            model = load_pretrained("mnist", "lenetfc", "td")
+            return (model, *_test_images(model, n_samples))
+        except Exception as exc:  # no zoo (or no such entry): train one
+            log(f"zoo LeNetFC-TD unavailable ({exc}); training one")
     key = {"name": "lenetfc-td", "train_per_class": train_per_class, "epochs": epochs, "lr": 0.1, "seed": 0}
     model = _cached(key, lambda: build_model("lenetfc", "td"),
                     lambda m: _train(m, train_per_class=train_per_class, epochs=epochs, lr=0.1, seed=0))
