@@ -1,4 +1,5 @@
-"""Attack sweep throughput: tdlib's batched ``run_attack`` against a per-sample loop (batch_size=1)."""
+"""Attack throughput: tdlib's batched ``run_attack`` against a per-sample loop (batch_size=1), and
+the paper's ten attacks against foolbox 2.2.1 itself (:func:`foolbox2_comparison`)."""
 
 from __future__ import annotations
 
