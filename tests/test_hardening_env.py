@@ -58,8 +58,9 @@ def test_empty_data_root_argument_is_not_the_current_directory(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=r"data root \(from the root argument\) is an empty path"):
         data_root("")
-    with pytest.raises(DataError, match="empty path"):
+    with pytest.raises(ConfigError, match="empty string would mean the current directory"):
         load_dataset(DataConfig("mnist", root=""))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_env_paths_count_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
