@@ -9,7 +9,7 @@ from torch import Tensor
 from tdlib.attacks import blended, fbox, linear, noise, pixel, pointwise, spatial, whitebox
 from tdlib.attacks.base import AttackContext, AttackFn
 
-__all__ = ["ATTACKS", "FOOLBOX_BACKED", "LINF_ATTACKS", "PAPER_ATTACKS", "WHITEBOX_ATTACKS", "by_protocol"]
+__all__ = ["ATTACKS", "LINF_ATTACKS", "PAPER_ATTACKS", "WHITEBOX_ATTACKS", "by_protocol"]
 
 #: The ten attacks of the paper's Exp 2 (foolbox 2.2.1 run list).
 PAPER_ATTACKS: tuple[str, ...] = (
@@ -46,10 +46,4 @@ ATTACKS: MappingProxyType[str, AttackFn] = MappingProxyType({
     "fgsm": whitebox.fgsm,
     "l2_pgd": whitebox.l2_pgd,
     "cw": whitebox.cw,
-})
-
-#: Which attacks run (at least partly) through foolbox 3 under each protocol.
-FOOLBOX_BACKED: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
-    "paper": ("l2_pgd", "cw", "fgsm"),
-    "minimal": ("salt_and_pepper", "pointwise", "blended_uniform", "l2_pgd", "cw", "fgsm"),
 })
