@@ -19,8 +19,9 @@ from tdlib.models.pyramid import Pyramid
 VALUE_MARGIN = 0.1
 
 
-def check_pixel_values(x: torch.Tensor, name: str = "input") -> None:
-    """Refuse NaN/inf or values outside ``[0, 1]`` (± :data:`VALUE_MARGIN`) in ``x``.
+def check_pixel_values(x: torch.Tensor, name: str = "input", *, margin: float = VALUE_MARGIN) -> None:
+    """Refuse NaN/inf or values outside ``[0, 1]`` (± ``margin``, default :data:`VALUE_MARGIN`)
+    in ``x``.
 
     One fused ``aminmax`` pass and one host synchronisation; the detailed counts are computed
     only when the check fails.
@@ -31,7 +32,7 @@ def check_pixel_values(x: torch.Tensor, name: str = "input") -> None:
     if not x.numel():
         return
     lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()  # NaN propagates into both
-    if lo >= -VALUE_MARGIN and hi <= 1.0 + VALUE_MARGIN:
+    if lo >= -margin and hi <= 1.0 + margin:
         return
     xd = x.detach()
     n_nan = int(torch.isnan(xd).sum())
@@ -42,11 +43,29 @@ def check_pixel_values(x: torch.Tensor, name: str = "input") -> None:
             f"{name}: {n_nan} NaN and {n_inf} inf value(s) in {bad_images} of {xd.shape[0]} "
             "image(s); inputs must be finite images in [0, 1] (the model would return NaN logits)"
         )
+    tolerated = f" (±{margin} tolerated)" if margin else ""
     raise InputValueError(
-        f"{name}: values in [{lo:.4g}, {hi:.4g}], but inputs must be images in [0, 1] (±"
-        f"{VALUE_MARGIN} tolerated): divide 0-255 images by 255, and do not normalise them (the "
-        "model subtracts its own mean)"
+        f"{name}: values in [{lo:.4g}, {hi:.4g}], but inputs must be images in [0, 1]{tolerated}: "
+        "divide 0-255 images by 255, and do not normalise them (the model subtracts its own mean)"
     )
+
+
+def check_labels(y: torch.Tensor, num_outputs: int, what: str) -> None:
+    """Refuse labels that do not index the model's ``num_outputs`` logits (one pass, no copy).
+
+    Raises:
+        InputShapeError: naming the label range seen and the number of outputs.
+    """
+    if not y.numel():
+        return
+    lo, hi = (int(v) for v in torch.stack(torch.aminmax(y)).tolist())
+    if lo < 0 or hi >= num_outputs:
+        fix = (f"build the model with num_classes={hi + 1} or fix the labels" if lo >= 0 else
+               "labels are class indices from 0 (not -1 or other markers): fix or drop them")
+        raise InputShapeError(
+            f"{what}: labels range over [{lo}, {hi}] but the model has {num_outputs} outputs "
+            f"(classes 0-{num_outputs - 1}); {fix}"
+        )
 
 
 @contextmanager

@@ -19,8 +19,8 @@ from torch import nn
 
 from tdlib.data import ArrayDataset
 from tdlib.data.transforms import BatchTransform
-from tdlib.errors import ConfigError, InputShapeError
-from tdlib.models.base import trusted_inputs
+from tdlib.errors import ConfigError
+from tdlib.models.base import check_labels, trusted_inputs
 
 
 @dataclass(frozen=True)
@@ -46,19 +46,6 @@ def _to_input(
 ) -> torch.Tensor:
     x = x_uint8.to(device, non_blocking=True).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def _check_labels(y: torch.Tensor, num_outputs: int, what: str) -> None:
-    """Labels must index the model's outputs (checked once per pass, not per batch)."""
-    if not y.numel():
-        return
-    lo, hi = (int(v) for v in torch.stack(torch.aminmax(y)).tolist())
-    if lo < 0 or hi >= num_outputs:
-        raise InputShapeError(
-            f"{what}: labels range over [{lo}, {hi}] but the model has {num_outputs} outputs "
-            f"(classes 0-{num_outputs - 1}); build the model with num_classes={hi + 1} or fix the "
-            "labels"
-        )
 
 
 def _stats(total_loss: float, correct: float, seen: int) -> EpochStats:
@@ -123,7 +110,7 @@ def train_epoch(
             with autocast(device, amp):
                 logits = model(x)
                 if seen == 0:
-                    _check_labels(y_all, logits.shape[1], "training data")
+                    check_labels(y_all, logits.shape[1], "training data")
                 loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -233,7 +220,7 @@ def evaluate(
                 with autocast(device, amp):
                     logits = model(x).float()
                 if start == 0:
-                    _check_labels(data.y, logits.shape[1], "evaluation data")
+                    check_labels(data.y, logits.shape[1], "evaluation data")
                 total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
     finally:
