@@ -6,11 +6,12 @@ import torch
 from torch import Tensor, nn
 
 from tdlib.attacks.base import PROTOCOLS, AttackContext
-from tdlib.attacks.checks import check_eval_mode, check_inputs, predict, resolve_device
+from tdlib.attacks.checks import check_attack_call, check_counts, predict
 from tdlib.attacks.queries import query_model
 from tdlib.attacks.registry import ATTACKS, LINF_ATTACKS
 from tdlib.attacks.result import AttackResult, concat_results
 from tdlib.errors import ConfigError, check_name
+from tdlib.models.base import trusted_inputs
 
 __all__ = ["run_attack"]
 
@@ -28,8 +29,9 @@ def run_attack(model: nn.Module, x: Tensor, y: Tensor, attack: str, *, protocol:
 
     Args:
         model: classifier on float NCHW inputs in [0, 1] returning logits; must be in eval mode.
-        x: (N, C, H, W) inputs in [0, 1]; never modified.
-        y: (N,) true labels.
+        x: (N, C, H, W) inputs in [0, 1], any floating dtype (attacked in float32, as the models
+            cast their inputs; ``x_adv`` is float32); never modified. N = 0 gives an empty result.
+        y: (N,) integer labels in [0, number of model outputs).
         attack: a name in :data:`ATTACKS`.
         protocol: ``"paper"`` (foolbox 2.2.1 semantics) or ``"minimal"`` (per-sample minimal L2).
         seed: seed of all random draws; re-implemented attacks key it by sample index, so their
@@ -46,25 +48,29 @@ def run_attack(model: nn.Module, x: Tensor, y: Tensor, attack: str, *, protocol:
     Raises:
         UnknownNameError: unknown ``attack`` or ``protocol``.
         ConfigError: model in training mode, bad ``steps`` / ``batch_size`` / ``epsilon`` / device.
-        InputShapeError: ``x`` not (N, C, H, W) in [0, 1] or ``y`` not matching labels.
+        InputShapeError: ``x`` not a floating (N, C, H, W) tensor, or ``y`` not matching integer
+            labels inside the model's outputs.
+        InputValueError: NaN/inf in ``x`` or values outside [0, 1] (subclass of InputShapeError).
+
+    All of these are raised before the first attack query; the queries themselves then skip the
+    models' per-forward value checks (:func:`~tdlib.models.base.trusted_inputs`).
     """
     check_name("attack", attack, ATTACKS)
     check_name("protocol", protocol, PROTOCOLS)
-    check_eval_mode(model)
-    check_inputs(x, y)
-    if steps < 1 or batch_size < 1:
-        raise ConfigError(f"steps and batch_size must be >= 1; got {steps}, {batch_size}")
+    check_counts(steps=steps, batch_size=batch_size)
     if epsilon is not None and not epsilon >= 0:
         raise ConfigError(f"epsilon must be None or >= 0; got {epsilon}")
-    dev = resolve_device(model, device)
+    dev = check_attack_call(model, x, y, device)
     parts = []
-    queries = query_model(model, x[:8].detach().to(dev, torch.float32), batch=max(batch_size, 512))
-    for start in range(0, x.shape[0], batch_size):
-        ctx = AttackContext(model=model, protocol=protocol, steps=steps, epsilon=epsilon,
-                            seed=seed, device=dev, batch_size=batch_size, queries=queries)
-        xb = x[start:start + batch_size].detach().to(dev, torch.float32, copy=True)
-        yb = y[start:start + batch_size].detach().to(dev, torch.long, copy=True)
-        parts.append(_attack_batch(ctx, attack, xb, yb, start))
+    with trusted_inputs(model):  # x was checked once above; the candidates are clipped to [0, 1]
+        queries = query_model(model, x[:8].detach().to(dev, torch.float32),
+                              batch=max(batch_size, 512))
+        for start in range(0, x.shape[0], batch_size):
+            ctx = AttackContext(model=model, protocol=protocol, steps=steps, epsilon=epsilon,
+                                seed=seed, device=dev, batch_size=batch_size, queries=queries)
+            xb = x[start:start + batch_size].detach().to(dev, torch.float32, copy=True)
+            yb = y[start:start + batch_size].detach().to(dev, torch.long, copy=True)
+            parts.append(_attack_batch(ctx, attack, xb, yb, start))
     if not parts:
         return _empty(x, attack, protocol)
     return concat_results(parts)
