@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tdlib.attacks.checks import check_eval_mode, check_inputs, predict, resolve_device
-from tdlib.errors import ConfigError
+from tdlib.attacks.checks import check_attack_call, check_counts, predict
+from tdlib.errors import ConfigError, InputShapeError
+from tdlib.models.base import trusted_inputs
 
 __all__ = ["fourier_basis", "fourier_sensitivity"]
 
@@ -38,8 +39,8 @@ def fourier_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, size: int | N
 
     Args:
         model: classifier in eval mode on [0, 1] inputs.
-        x: (N, C, H, W) inputs in [0, 1].
-        y: (N,) labels.
+        x: (N, C, H, W) inputs in [0, 1] (N >= 1; any floating dtype, evaluated in float32).
+        y: (N,) integer labels.
         size: evaluate only the ``size`` x ``size`` lowest frequencies around the centre (cheap
             preview); None = all H x W.
         eps: L2 norm of each perturbation in [0, 1] pixel space.
@@ -49,14 +50,23 @@ def fourier_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, size: int | N
 
     Returns:
         (size, size) (or (H, W)) float tensor of error rates in [0, 1] over all N samples, CPU.
+
+    Raises:
+        ConfigError: model in training mode or on another device; bad ``size``, ``eps`` or
+            ``batch_size``.
+        InputShapeError: ``x`` empty or not a floating (N, C, H, W) tensor; ``y`` not matching
+            integer labels inside the model's outputs.
+        InputValueError: NaN/inf in ``x`` or values outside [0, 1] (subclass of InputShapeError).
     """
-    check_eval_mode(model)
-    check_inputs(x, y)
-    dev = resolve_device(model, device)
+    check_counts(batch_size=batch_size, **({} if size is None else {"size": size}))
+    if not 0 <= eps < math.inf:
+        raise ConfigError(f"eps must be a finite L2 norm >= 0; got {eps!r}")
+    dev = check_attack_call(model, x, y, device)
+    if x.shape[0] == 0:
+        raise InputShapeError("fourier_sensitivity needs at least one image (an error rate over "
+                              "no images is undefined); pass a non-empty batch")
     n, c, h, w = x.shape
     rows, cols = (h, w) if size is None else (min(size, h), min(size, w))
-    if rows < 1 or cols < 1 or not eps >= 0:
-        raise ConfigError(f"size must be >= 1 and eps >= 0; got {size}, {eps}")
     gen = torch.Generator().manual_seed(seed)
     signs = (torch.randint(0, 2, (n, c, 1, 1), generator=gen) * 2 - 1).float().to(dev)
     xd, yd = x.detach().float().to(dev), y.detach().to(dev)
@@ -68,11 +78,12 @@ def fourier_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, size: int | N
     errors = torch.zeros(len(unique))
     # many frequencies per forward pass: (F, N) perturbed images at a time
     per_chunk = max(1, (max(batch_size, 1024)) // max(n, 1))
-    for f0 in range(0, len(unique), per_chunk):
-        chunk = unique[f0:f0 + per_chunk]
-        bases = torch.stack([fourier_basis(h, w, i, j) for i, j in chunk]).to(dev) * (eps / math.sqrt(c))
-        xp = (xd[None] + signs[None] * bases[:, None, None]).clamp(0.0, 1.0)  # (F, N, C, H, W)
-        pred = predict(model, xp.reshape(-1, c, h, w), max(batch_size, 1024)).view(len(chunk), n)
-        errors[f0:f0 + len(chunk)] = (pred != yd[None]).float().mean(1).cpu()
+    with trusted_inputs(model):  # x was checked once above; the perturbed images are clipped
+        for f0 in range(0, len(unique), per_chunk):
+            chunk = unique[f0:f0 + per_chunk]
+            bases = torch.stack([fourier_basis(h, w, i, j) for i, j in chunk]).to(dev) * (eps / math.sqrt(c))
+            xp = (xd[None] + signs[None] * bases[:, None, None]).clamp(0.0, 1.0)  # (F, N, C, H, W)
+            pred = predict(model, xp.reshape(-1, c, h, w), max(batch_size, 1024)).view(len(chunk), n)
+            errors[f0:f0 + len(chunk)] = (pred != yd[None]).float().mean(1).cpu()
     index = {k: t for t, k in enumerate(unique)}
     return errors[[index[k] for k in key]].view(rows, cols)
