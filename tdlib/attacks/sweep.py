@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tdlib.attacks.base import PROTOCOLS
+from tdlib.attacks.checks import check_attack_call, check_counts
 from tdlib.attacks.core import run_attack
 from tdlib.attacks.curves import attack_summary
 from tdlib.attacks.registry import ATTACKS, WHITEBOX_ATTACKS
 from tdlib.attacks.result import AttackResult, minimal_over_repetitions
 from tdlib.attacks.seeding import derive_seed
-from tdlib.errors import CheckpointError, ConfigError, check_name
+from tdlib.errors import CheckpointError, ConfigError, InputShapeError, check_name
 from tdlib.io import atomic_write_bytes, ensure_writable_dir, run_lock, write_json
 
 __all__ = ["SUMMARY_FILE", "rep_path", "rep_seed", "robustness_sweep"]
@@ -58,6 +60,29 @@ def _load(path: Path, meta: dict[str, Any]) -> tuple[AttackResult, float]:
     return AttackResult.from_state(state["result"]), float(state.get("seconds", float("nan")))
 
 
+def _check_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *, protocol: str,
+                 device: torch.device | str | None, **counts: int) -> None:
+    """Every check of :func:`robustness_sweep` (and of the :func:`run_attack` calls it makes), so
+    that a bad call fails before ``out_dir`` or its lock exists."""
+    if isinstance(attacks, str) or not isinstance(attacks, Sequence):
+        raise ConfigError(f"attacks must be a list of attack names; got {attacks!r} (for one "
+                          "attack pass [name])")
+    if not attacks:
+        raise ConfigError(f"attacks is empty; pass at least one of: {', '.join(sorted(ATTACKS))}")
+    for a in attacks:
+        check_name("attack", a, ATTACKS)
+    repeated = sorted({a for a in attacks if attacks.count(a) > 1})
+    if repeated:
+        raise ConfigError(f"attacks lists {', '.join(repeated)} more than once; each attack runs "
+                          "`reps` times already, so list it once (raise reps for more repetitions)")
+    check_name("protocol", protocol, PROTOCOLS)
+    check_counts(**counts)
+    check_attack_call(model, x, y, device)
+    if x.shape[0] == 0:
+        raise InputShapeError("robustness_sweep needs at least one image (its summary statistics "
+                              "over no images are undefined); pass a non-empty batch")
+
+
 def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str], *,
                      out_dir: str | Path, reps: int = 3, protocol: str = "paper", seed: int = 0,
                      batch_size: int = 128, device: torch.device | str | None = None,
@@ -72,9 +97,9 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
 
     Args:
         model: classifier in eval mode.
-        x: (N, C, H, W) inputs in [0, 1].
-        y: (N,) labels.
-        attacks: attack names (see :data:`ATTACKS`).
+        x: (N, C, H, W) inputs in [0, 1], N >= 1 (any floating dtype, see :func:`run_attack`).
+        y: (N,) integer labels.
+        attacks: distinct attack names (see :data:`ATTACKS`).
         out_dir: results folder.
         reps: repetitions per attack (the paper: 3).
         protocol: ``"paper"`` or ``"minimal"``.
@@ -89,12 +114,17 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
         attack -> result merged with :func:`minimal_over_repetitions`.
 
     Raises:
-        ConfigError: ``out_dir`` holds results of another configuration, or bad arguments.
+        UnknownNameError: an unknown attack or protocol.
+        ConfigError: ``out_dir`` holds results of another configuration; model in training mode;
+            ``attacks`` empty, a string or with repeats; a count (``reps``, ``steps``...) < 1.
+        InputShapeError: ``x`` empty or not a floating (N, C, H, W) tensor; ``y`` not matching
+            integer labels inside the model's outputs.
+        InputValueError: NaN/inf in ``x`` or values outside [0, 1] (subclass of InputShapeError).
+
+    Every argument is checked before ``out_dir`` (or its lock) is created.
     """
-    for a in attacks:
-        check_name("attack", a, ATTACKS)
-    if reps < 1:
-        raise ConfigError(f"reps must be >= 1; got {reps}")
+    _check_sweep(model, x, y, attacks, protocol=protocol, device=device, reps=reps,
+                 batch_size=batch_size, steps=steps, whitebox_steps=whitebox_steps)
     from tdlib.progress import progress_bar
 
     out = ensure_writable_dir(out_dir)
