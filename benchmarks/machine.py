@@ -55,8 +55,9 @@ def machine_info(device: torch.device, threads: int) -> dict[str, Any]:
 def measure_peak(device: torch.device, *, reduced: bool) -> dict[str, Any]:
     """Peak FLOP/s of a large square fp32 matmul and a large fp32 conv, on ``device`` and threads.
 
-    MFU denominators: ``peak_flops`` = the better of the two (fp32); on CUDA also a bf16 matmul
-    (``peak_flops_bf16``), the denominator of the AMP rows. FLOPs = 2 x MACs.
+    MFU denominators: ``peak_flops`` = the better of the two (fp32); on CUDA and on CPUs with bf16
+    support (AVX512-BF16 / AMX) also a bf16 matmul (``peak_flops_bf16``), the denominator of the AMP
+    (bf16 autocast) rows. FLOPs = 2 x MACs.
     """
     cuda = device.type == "cuda"
     n = 1024 if reduced else (8192 if cuda else 2048)
@@ -77,9 +78,10 @@ def measure_peak(device: torch.device, *, reduced: bool) -> dict[str, Any]:
                    "flops": 2 * macs / t.median, "spread": t.spread}
     log(f"peak: conv fp32 {out['conv']['flops'] / 1e9:.1f} GFLOP/s")
     out["peak_flops"] = max(out["matmul"]["flops"], out["conv"]["flops"])
-    if cuda:
+    if cuda or torch.ops.mkldnn._is_mkldnn_bf16_supported():
         ah, bh = a.bfloat16(), b.bfloat16()
         t = time_fn(lambda: ah @ bh, device=device, warmup=2, repeats=repeats)
         out["matmul_bf16"] = {"shape": f"{n}x{n} bf16", "flops": 2 * n**3 / t.median, "spread": t.spread}
         out["peak_flops_bf16"] = out["matmul_bf16"]["flops"]
+        log(f"peak: matmul {n}^2 bf16 {out['peak_flops_bf16'] / 1e9:.1f} GFLOP/s")
     return out

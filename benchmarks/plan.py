@@ -25,7 +25,7 @@ REDUCED_MODELS = (("lenetfc", "bu"), ("lenetfc", "td"), ("nin_light", "bu"), ("n
 REDUCED_BATCH = 16
 
 #: Models of the layout / threads / AMP / compile comparison.
-VARIANT_MODELS = (("nin_light", "td"), ("resnet32", "bu"))
+VARIANT_MODELS = (("nin_light", "td"), ("lenetfc", "bu"), ("lenetfc", "td"), ("resnet32", "bu"))
 REDUCED_VARIANT_MODELS = (("lenetfc", "td"),)
 
 
@@ -74,14 +74,17 @@ def model_case(backbone: str, variant: str, macs: int, *, device: torch.device, 
 
 
 def variant_cases(base: Case, device: torch.device) -> list[tuple[str, Case]]:
-    """Settings compared against ``base`` (the main-table case): CPU layout and threads; CUDA AMP,
-    channels_last and torch.compile. Returns (setting name, case) pairs, the base first."""
+    """Settings compared against ``base`` (the main-table case): CPU layout, threads, bf16 autocast
+    and the layers before the speed-ups (``legacy``); CUDA AMP, channels_last and torch.compile.
+    Returns (setting name, case) pairs, the base first."""
     out = [("default", base)]
     out.append((f"channels_last={'off' if base.channels_last else 'on'}",
                 replace(base, channels_last=not base.channels_last, inference=False)))
     if device.type == "cpu":
         other = 1 if base.threads != 1 else 2
         out.append((f"threads={other}", replace(base, threads=other, inference=False)))
+        out.append(("bf16 autocast", replace(base, amp=True, inference=False)))
+        out.append(("legacy layers", replace(base, legacy=True, inference=False)))
     else:
         out.append((f"amp={'off' if base.amp else 'on'}", replace(base, amp=not base.amp, inference=False)))
         out.append(("torch.compile", replace(base, compile=True, inference=False)))

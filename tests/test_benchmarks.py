@@ -38,7 +38,11 @@ def test_json_report_is_well_formed(reduced_run: Path) -> None:
     att = report["attacks"]["rows"]
     assert att and all(r["batched_ips"] > 0 and r["loop_ips"] > 0 and r["samples"] > 0 for r in att)
     assert report["data"] and all(r["ips"] > 0 for r in report["data"])
-    assert len(report["goals"]) == 3 and all(g["met"] in (True, False, None) for g in report["goals"])
+    assert {r["setting"] for r in report["variants"]} >= {"bf16 autocast", "legacy layers"}
+    assert report["foolbox2"]["skipped"].startswith("reduced mode")
+    assert len(report["goals"]) == 5 and all(g["met"] in (True, False, None) for g in report["goals"])
+    legacy = next(g for g in report["goals"] if g["goal"].startswith("LeNetFC"))
+    assert legacy["met"] in (True, False) and legacy["value"] > 0  # reduced mode measures lenetfc/td both ways
     missed = [g for g in report["goals"] if g["met"] is False]
     assert len(report.get("profiles", [])) >= len(missed) > 0 or not missed
     assert all("Name" in p["table"] for p in report.get("profiles", []))
@@ -61,6 +65,24 @@ def test_markdown_is_well_formed(reduced_run: Path) -> None:
                 assert lines[j].count("|") == width, lines[j]
                 j += 1
     assert md.count("```") % 2 == 0
+
+
+def test_only_remeasures_its_sections_and_keeps_the_rest(reduced_run: Path, tmp_path: Path,
+                                                          data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.run import main
+
+    before = json.loads((reduced_run / "report-cpu.json").read_text())
+    (tmp_path / "report-cpu.json").write_text(json.dumps(before))
+    monkeypatch.setenv("TDLIB_DATA", str(data_root))
+    monkeypatch.setenv("TDLIB_OFFLINE", "1")
+    assert main(["--reduced", "--out", str(tmp_path), "--device", "cpu", "--only", "data"]) == 0
+    after = json.loads((tmp_path / "report-cpu.json").read_text())
+    assert after["models"] == before["models"] and after["attacks"] == before["attacks"]
+    assert after["sections"]["models"]["date"] == before["date"]
+    assert after["sections"]["data"]["date"] == after["date"]
+    assert [g["value"] for g in after["goals"]] == [g["value"] for g in before["goals"]]
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "Sections measured in different runs" in md and "## Training step and inference per model" in md
 
 
 def test_legacy_layers_are_the_same_network_with_other_kernels() -> None:
