@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tdlib.errors import UnknownNameError
-from tdlib.zoo import ZOO_PLAN, ZooError, load_pretrained, read_entries, verify, zoo_dir
+from tdlib.zoo import ZOO_PLAN, ZooError, find_entry, load_pretrained, read_entries, verify, zoo_dir
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRIES = read_entries()
@@ -36,6 +36,27 @@ def test_every_entry_is_planned_and_documented() -> None:
         assert e.training["tdlib_commit"] not in ("", "unknown")
         assert (REPO / "weights" / e.file).stat().st_size == e.bytes
         assert len(e.history) == e.recipe["epochs"]
+
+
+#: Required entries below their bar, with where they stand (strict: reaching the bar fails the test,
+#: so the mark is removed when the entry is retrained).
+BELOW_BAR = {
+    "fashion_mnist-nin_light-bu-s0": "12 of the paper's 50 epochs: 91.33%; needs a longer schedule",
+    "fashion_mnist-nin_light-td-s0": "12 of the paper's 50 epochs: 91.14%; needs a longer schedule",
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(f"{d}-{b}-{v}-s0", marks=[pytest.mark.xfail(strict=True, raises=AssertionError,
+                                                          reason=BELOW_BAR[f"{d}-{b}-{v}-s0"])]
+                 if f"{d}-{b}-{v}-s0" in BELOW_BAR else [])
+    for (d, b) in BARS for v in ("bu", "td")])
+def test_required_entries_meet_their_bars(name: str) -> None:
+    """The issue's required entries exist (seed 0, BU and TD) and reach their bars."""
+    dataset, backbone, variant, _ = name.split("-")
+    e = find_entry(dataset, backbone, variant, 0)
+    bar = BARS[(dataset, backbone)]
+    assert e.test_accuracy >= bar, f"{e.name}: {e.test_accuracy:.2f}% < {bar}%"
 
 
 @needs_zoo
