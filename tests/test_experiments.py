@@ -194,6 +194,20 @@ def test_results_page_is_stale_when_a_result_of_its_profile_changes(tmp_path: Pa
     assert job.stamp() != before
 
 
+def _kernel_is_executing(executed: Path) -> bool:
+    """Whether papermill's in-progress copy shows a code cell running or done (the kernel is up)."""
+    for tmp in executed.glob(".*.running.ipynb"):
+        try:
+            nb = json.loads(tmp.read_text())
+        except (OSError, ValueError):
+            continue  # not written yet, or caught mid-write
+        for cell in nb.get("cells", []):
+            status = cell.get("metadata", {}).get("papermill", {}).get("status")
+            if cell.get("cell_type") == "code" and status in ("running", "completed"):
+                return True
+    return False
+
+
 def test_ctrl_c_ends_a_sweep_cleanly(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     executed = tmp_path / "executed"
@@ -203,7 +217,12 @@ def test_ctrl_c_ends_a_sweep_cleanly(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     assert proc.stdout is not None
     assert "01_classification: running" in proc.stdout.readline()
-    time.sleep(8)  # the kernel is up and training
+    # interrupt as soon as the kernel executes cells (papermill's copy records a cell as running or
+    # done): a fixed sleep raced a fast machine, where the whole smoke notebook ends within seconds
+    deadline = time.monotonic() + 120
+    while not _kernel_is_executing(executed) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before the kernel executed a cell"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
