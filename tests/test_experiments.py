@@ -214,7 +214,10 @@ def test_ctrl_c_ends_a_sweep_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tdlib", "sweep", "--profile", "smoke", "--only", "01_classification",
          "--run-dir", str(tmp_path / "runs"), "--executed-dir", str(executed), "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        # as in a terminal: a test run started in the background (nohup, `cmd &`) inherits SIGINT
+        # ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     assert "01_classification: running" in proc.stdout.readline()
     # interrupt as soon as the kernel executes cells (papermill's copy records a cell as running or
