@@ -21,13 +21,14 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchmarks import plan
-from benchmarks.attack_bench import attack_sweep, foolbox2_comparison, profile_attack
+from benchmarks.attack_bench import GOAL_FOOLBOX2_SPEEDUP, attack_sweep, foolbox2_comparison, profile_attack
 from benchmarks.common import log, resolve_device
 from benchmarks.data_bench import data_pipeline
 from benchmarks.machine import load_average, machine_info, measure_peak
@@ -189,64 +190,60 @@ def _legacy_speedups(variants: list[dict[str, Any]]) -> list[tuple[str, float]]:
             for r in variants if r["setting"] == "legacy layers" and (r["backbone"], r["variant"]) in base]
 
 
+def _goal(goal: str, summary: Callable[[], tuple[float, str, bool, str]] | None) -> dict[str, Any]:
+    """One goal row; ``summary`` gives (value, display, met, case), None where this run did not measure it."""
+    if summary is None:
+        return {"goal": goal, "value": None, "display": "not run", "met": None, "case": None}
+    value, display, met, case = summary()
+    return {"goal": goal, "value": value, "display": display, "met": met, "case": case}
+
+
 def evaluate_goals(report: dict[str, Any], device: torch.device, threads: int) -> list[dict[str, Any]]:
     """Where each goal of the issue stands (``met`` is None where this run cannot tell)."""
-    goals = []
     models = report.get("models", [])
     nl = next((r for r in models if r["backbone"] == "nin_light" and r["variant"] == "td"), None)
-    exact = nl is not None and nl["batch"] == 128 and device.type == "cpu" and nl["threads"] == 2
-    goals.append({
-        "goal": f"NIN-light TD training step >= {GOAL_MFU:.0%} of measured peak (batch 128, CPU, 2 threads)",
-        "value": None if nl is None else nl["train_mfu"],
-        "display": "not run" if nl is None else f"MFU {nl['train_mfu']:.1%}" + ("" if exact else
-                                                    f" (measured at batch {nl['batch']}, {nl['threads']} threads, "
-                                                    f"{device.type})"),
-        "met": None if nl is None else nl["train_mfu"] >= GOAL_MFU,
-        "case": None if nl is None else nl["label"],
-    })
-    ratios = report.get("td_bu_ratios", [])
-    main = [r for r in ratios if r["variant"] == "td"]
-    worst = max(main, key=lambda r: max(r["ratio_of_ratios"], 1 / r["ratio_of_ratios"]), default=None)
-    goals.append({
-        "goal": "TD/BU step-time ratio within 1.2x of the MAC ratio, every backbone (TD variant)",
-        "value": None if worst is None else worst["ratio_of_ratios"],
-        "display": "not run" if worst is None else
-        f"{sum(r['within_goal'] for r in main)}/{len(main)} within; worst {worst['backbone']} "
-        f"({worst['ratio_of_ratios']:.2f}x)",
-        "met": None if not main else all(r["within_goal"] for r in main),
-        "case": None if worst is None else f"{worst['backbone']}/td",
-    })
+
+    def mfu() -> tuple[float, str, bool, str]:
+        assert nl is not None
+        exact = nl["batch"] == 128 and device.type == "cpu" and nl["threads"] == 2
+        where = "" if exact else f" (measured at batch {nl['batch']}, {nl['threads']} threads, {device.type})"
+        return nl["train_mfu"], f"MFU {nl['train_mfu']:.1%}{where}", nl["train_mfu"] >= GOAL_MFU, nl["label"]
+
+    main = [r for r in report.get("td_bu_ratios", []) if r["variant"] == "td"]
+
+    def td_bu() -> tuple[float, str, bool, str]:
+        worst = max(main, key=lambda r: max(r["ratio_of_ratios"], 1 / r["ratio_of_ratios"]))
+        return (worst["ratio_of_ratios"], f"{sum(r['within_goal'] for r in main)}/{len(main)} within; worst "
+                f"{worst['backbone']} ({worst['ratio_of_ratios']:.2f}x)", all(r["within_goal"] for r in main),
+                f"{worst['backbone']}/td")
+
     legacy = [(m, x) for m, x in _legacy_speedups(report.get("variants", [])) if m.startswith("lenetfc/")]
-    goals.append({
-        "goal": f"LeNetFC training steps >= {GOAL_LEGACY_SPEEDUP:.0f}x the images/s of the layers before the "
-                "speed-ups (side by side)",
-        "value": None if not legacy else min(x for _, x in legacy),
-        "display": "not run" if not legacy else ", ".join(f"{m} x{x:.2f}" for m, x in legacy),
-        "met": None if not legacy else all(x >= GOAL_LEGACY_SPEEDUP for _, x in legacy),
-        "case": None if not legacy else min(legacy, key=lambda t: t[1])[0],
-    })
+
+    def lenet() -> tuple[float, str, bool, str]:
+        slowest = min(legacy, key=lambda t: t[1])
+        return (slowest[1], ", ".join(f"{m} x{x:.2f}" for m, x in legacy),
+                all(x >= GOAL_LEGACY_SPEEDUP for _, x in legacy), slowest[0])
+
+    def worst_speedup(rows: list[dict[str, Any]], key: str, goal: float, counted: bool) -> tuple[float, str, bool, str]:
+        slow = min(rows, key=lambda r: r[key])
+        count = f"{sum(r[key] >= goal for r in rows)}/{len(rows)} attacks; " if counted else ""
+        return (slow[key], f"{count}min x{slow[key]:.1f} ({slow['attack']}), max x{max(r[key] for r in rows):.1f}",
+                all(r[key] >= goal for r in rows), slow["attack"])
+
     fb2 = [r for r in report.get("foolbox2", {}).get("rows", []) if "speedup_per_image" in r]
-    slowest = min(fb2, key=lambda r: r["speedup_per_image"], default=None)
-    goals.append({
-        "goal": "every paper attack >= 10x foolbox 2.2.1 (per image, same model, images and seeds, one thread)",
-        "value": None if slowest is None else slowest["speedup_per_image"],
-        "display": "not run" if slowest is None else
-        f"{sum(r['speedup_per_image'] >= 10 for r in fb2)}/{len(fb2)} attacks; min x{slowest['speedup_per_image']:.1f} "
-        f"({slowest['attack']}), max x{max(r['speedup_per_image'] for r in fb2):.1f}",
-        "met": None if slowest is None else all(r["speedup_per_image"] >= 10 for r in fb2),
-        "case": None if slowest is None else slowest["attack"],
-    })
     att = report.get("attacks", {}).get("rows", [])
-    slow = min(att, key=lambda r: r["speedup"], default=None)
-    goals.append({
-        "goal": "batched attack >= 10x the per-sample loop (every attack)",
-        "value": None if slow is None else slow["speedup"],
-        "display": "not run" if slow is None else
-        f"min x{slow['speedup']:.1f} ({slow['attack']}), max x{max(r['speedup'] for r in att):.1f}",
-        "met": None if slow is None else all(r["speedup"] >= GOAL_ATTACK_SPEEDUP for r in att),
-        "case": None if slow is None else slow["attack"],
-    })
-    return goals
+    return [
+        _goal(f"NIN-light TD training step >= {GOAL_MFU:.0%} of measured peak (batch 128, CPU, 2 threads)",
+              mfu if nl is not None else None),
+        _goal("TD/BU step-time ratio within 1.2x of the MAC ratio, every backbone (TD variant)",
+              td_bu if main else None),
+        _goal(f"LeNetFC training steps >= {GOAL_LEGACY_SPEEDUP:.0f}x the images/s of the layers before the "
+              "speed-ups (side by side)", lenet if legacy else None),
+        _goal("every paper attack >= 10x foolbox 2.2.1 (per image, same model, images and seeds, one thread)",
+              (lambda: worst_speedup(fb2, "speedup_per_image", GOAL_FOOLBOX2_SPEEDUP, True)) if fb2 else None),
+        _goal("batched attack >= 10x the per-sample loop (every attack)",
+              (lambda: worst_speedup(att, "speedup", GOAL_ATTACK_SPEEDUP, False)) if att else None),
+    ]
 
 
 def profile_missed(report: dict[str, Any], device: torch.device, victim: Any, *,
