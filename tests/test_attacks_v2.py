@@ -8,6 +8,7 @@ The differential test against foolbox 2.2.1 itself is tests/test_foolbox2.py.
 
 from __future__ import annotations
 
+import copy
 import random
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from tdlib.attacks import run_attack
 from tdlib.attacks.base import AttackContext
 from tdlib.attacks.linear import blur_matrix, gaussian_blur
-from tdlib.attacks.queries import QueryModel, fold_batchnorm, query_model
+from tdlib.attacks.queries import QueryModel, fold_batchnorm, query_model, split_merges
 from tdlib.attacks.scan import Schedule, epsilon_grid, first_hit
 from tdlib.attacks.spatial import _Transforms, spatial_grid, transform_image
 from tdlib.attacks.streams import DoubleStream, python_rng, sample_seed
@@ -258,6 +259,31 @@ def test_query_model_folds_batchnorm_and_matches(net: nn.Module, batch: tuple[Te
     custom = Custom(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
     training = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
     assert [fold_batchnorm(m) for m in (plain, custom, training)] == [1, 0, 0]
+
+
+@pytest.mark.parametrize("merge", ["add_concat", "concat", "add"])
+def test_split_merges_keep_the_logits_of_every_td_merge(merge: str) -> None:
+    """The concatenation-free merge is the same function (float rounding) and leaves the rest alone."""
+    from tdlib.models import build_model
+    from tdlib.models.layers import ResolutionMerge
+
+    torch.manual_seed(0)
+    model = build_model("lenetfc", "td", merge=merge).eval()
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        ref = model(x)
+        fast = copy.deepcopy(model)
+        n = split_merges(fast)
+        assert n == (0 if merge == "add" else 2)
+        assert sum(isinstance(m, ResolutionMerge) for m in fast.modules()) == (2 if merge == "add" else 0)
+        assert torch.allclose(fast(x), ref, rtol=1e-5, atol=1e-5)
+        silenced = copy.deepcopy(model)
+        with silenced.silence(1):
+            quiet = silenced(x)
+            assert split_merges(silenced) == (0 if merge == "add" else 1)  # the silenced one stays
+            assert torch.allclose(silenced(x), quiet, rtol=1e-5, atol=1e-5)
+    resnet = build_model("resnet32", "td").eval()  # pre-activation merges: not split
+    assert split_merges(resnet) == 0
 
 
 def test_streams_do_not_depend_on_the_window_sizes() -> None:
