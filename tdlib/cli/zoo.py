@@ -19,7 +19,7 @@ def cmd_list(a: argparse.Namespace) -> int:
     print(f"{'model':32s}{'test acc %':>11s}{'epochs':>8s}{'paper':>7s}{'minutes':>9s}{'KB':>7s}")
     for e in entries:
         print(f"{e.name:32s}{e.test_accuracy:11.2f}{e.recipe['epochs']:8d}{e.recipe['paper_epochs']:7d}"
-              f"{e.training['minutes']:9.1f}{e.bytes / 1024:7.0f}")
+              f"{e.training['minutes']:9.1f}{e.bytes / 1024:7.0f}  {e.recipe.get('precision', 'fp32')}")
     return 0
 
 

@@ -122,6 +122,7 @@ def zoo_table(entries: Sequence[Any]) -> list[dict[str, Any]]:
     return [{
         "model": e.name, "test_acc": e.test_accuracy, "test_images": e.test_images,
         "epochs": e.recipe["epochs"], "paper_epochs": e.recipe["paper_epochs"],
+        "precision": e.recipe.get("precision", "fp32"),
         "lr_drops_after": e.recipe["lr_drops_after_epochs"], "train_images": e.recipe["train_images"],
         "minutes": e.training["minutes"], "machine": e.training["machine"],
         "commit": e.training["tdlib_commit"], "sha256": e.sha256[:12],

@@ -65,7 +65,8 @@ def provide(dataset: str, backbone: str, variant: str, common: Common, *, pretra
             raise ConfigError(f"{exc}; set PRETRAINED=False to train it at this profile") from exc
         model = load_entry(entry)
         cfg = run_config(dataset, backbone, variant, profile="paper", epochs=entry.recipe["epochs"],
-                         seed=seed, repetitions=1, root=common.data_dir)
+                         seed=seed, repetitions=1, root=common.data_dir,
+                         amp=bool(entry.config["train"].get("amp")))
         data = load_dataset(dataset, root=common.data_dir, test_per_class=None)
         ref = ModelRef(dataset, backbone, variant, seed, "zoo", entry.name, entry.test_accuracy,
                        entry.test_images)

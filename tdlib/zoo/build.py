@@ -105,7 +105,7 @@ def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None
         test_accuracy=float("nan"), test_images=0, val_accuracy=100.0 * float(run.val_accuracy),
         predictions_sha256="", config=to_dict(cfg), config_hash=config_hash(cfg),
         recipe={
-            "profile": "paper", "epochs": cfg.train.epochs,
+            "profile": "paper", "epochs": cfg.train.epochs, "precision": plan.precision,
             "paper_epochs": _paper_epochs(plan), "lr": cfg.train.lr,
             "lr_drops_after_epochs": list(cfg.train.milestones()), "lr_factor": cfg.train.lr_factor,
             "batch_size": cfg.train.batch_size, "momentum": cfg.train.momentum,
