@@ -158,10 +158,16 @@ SECTION_KEYS = {"models": ("models", "matched_bu", "td_bu_ratios"), "variants": 
                 "attacks": ("attacks",), "foolbox2": ("foolbox2",), "data": ("data",)}
 
 
-def carry_over(report: dict[str, Any], previous: Path, sections: set[str]) -> dict[str, Any]:
+def carry_over(report: dict[str, Any], previous: Path, sections: set[str], *,
+               profiled: bool = False) -> dict[str, Any]:
     """Copy the sections not run now from the ``previous`` report of this device (same mode) into
     ``report``; returns their provenance (date, load) by section. A missing or unreadable previous
-    report carries nothing over (the sections stay absent)."""
+    report carries nothing over (the sections stay absent).
+
+    The measured peak goes with the training sections whose MFUs were computed from it: where
+    neither ``models`` nor ``variants`` runs now, the previous peak is kept (``report["peak"]``
+    replaced), so the MFU denominator shown is the one the carried MFUs used. The previous run's
+    profiles of missed goals are kept unless this run profiles (``profiled``)."""
     try:
         old = json.loads(previous.read_text())
     except (OSError, ValueError):
@@ -180,6 +186,10 @@ def carry_over(report: dict[str, Any], previous: Path, sections: set[str]) -> di
         if keys:
             report.update({k: old[k] for k in keys})
             out[name] = old_sections[name]
+    if not sections & {"models", "variants"} and "models" in out and old.get("peak"):
+        report["peak"] = old["peak"]
+    if not profiled and old.get("profiles"):
+        report["profiles"] = old["profiles"]
     return out
 
 
@@ -305,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_step": "one tdlib.training.train_epoch call on one batch already on the device",
         },
     }
+    # the MFU denominator of the training sections (replaced by theirs when they are carried over)
     report["peak"] = measure_peak(device, reduced=args.reduced)
     victim = None
     if "models" in sections:
@@ -322,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         report["foolbox2"] = foolbox2_comparison(reduced=args.reduced)
     if "data" in sections:
         report["data"] = data_pipeline(device, reduced=args.reduced)
-    carried = carry_over(report, out_dir / f"report-{device.type}.json", sections)
+    carried = carry_over(report, out_dir / f"report-{device.type}.json", sections,
+                         profiled=bool(args.profile_missed))
     report["goals"] = evaluate_goals(report, device, threads)
     if args.profile_missed:
         report["profiles"] = profile_missed(report, device, victim, reduced=args.reduced)

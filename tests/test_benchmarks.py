@@ -81,6 +81,8 @@ def test_only_remeasures_its_sections_and_keeps_the_rest(reduced_run: Path, tmp_
     assert after["sections"]["models"]["date"] == before["date"]
     assert after["sections"]["data"]["date"] == after["date"]
     assert [g["value"] for g in after["goals"]] == [g["value"] for g in before["goals"]]
+    # the carried MFUs keep the peak they were computed from, and the profiles of their missed goals
+    assert after["peak"] == before["peak"] and after.get("profiles") == before.get("profiles")
     md = (tmp_path / "RESULTS.md").read_text()
     assert "Sections measured in different runs" in md and "## Training step and inference per model" in md
 
