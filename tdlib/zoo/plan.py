@@ -62,6 +62,8 @@ def _entries() -> tuple[PlanEntry, ...]:
     # LeNetFC: the paper's epochs (MNIST BU 50 / TD 30, Fashion-MNIST 40)
     out += [PlanEntry("mnist", "lenetfc", "bu", 0, 50), PlanEntry("mnist", "lenetfc", "td", 0, 30),
             PlanEntry("fashion_mnist", "lenetfc", "bu", 0, 40), PlanEntry("fashion_mnist", "lenetfc", "td", 0, 40)]
+    # a second MNIST LeNetFC seed (the cheapest pair: ~20 min on 2 cores), for the seed-to-seed spread
+    out += [PlanEntry("mnist", "lenetfc", "bu", 1, 50), PlanEntry("mnist", "lenetfc", "td", 1, 30)]
     # NIN-light: 15 (MNIST, fp32) / 25 (Fashion-MNIST, bf16 autocast) of the paper's 50 epochs, BU and TD
     # alike (equal budgets and precision, so the accuracy comparison is fair). 12 fp32 epochs left the
     # Fashion-MNIST pair at 91.1-91.3% (train accuracy 91.9%: under-fitted); a fp32 NIN-light TD epoch
