@@ -81,13 +81,12 @@ class _SplitMerge(nn.Module):
 
 
 def _split(merge: ResolutionMerge) -> _SplitMerge | None:
-    leaves = _leaves(merge.post)
-    if merge.silenced or merge.method == "add" or not leaves or type(leaves[0]) not in (nn.Conv2d, Conv2dSame):
-        return None
-    conv = leaves[0]
-    assert isinstance(conv, nn.Conv2d)
+    leaves = _leaves(merge.post) or []
+    conv = leaves[0] if leaves else None
     c = merge.channels
-    if conv.groups != 1 or conv.in_channels != 2 * c:
+    # exact types: a Conv2d subclass may have a forward of its own
+    if (merge.silenced or merge.method == "add" or type(conv) not in (nn.Conv2d, Conv2dSame)
+            or not isinstance(conv, nn.Conv2d) or conv.groups != 1 or conv.in_channels != 2 * c):
         return None
     w1, w2 = conv.weight.detach()[:, :c], conv.weight.detach()[:, c:]
     conv_u, conv_s = copy.deepcopy(conv), copy.deepcopy(conv)
