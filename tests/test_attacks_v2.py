@@ -387,3 +387,25 @@ def test_salt_and_pepper_groups_of_samples_give_the_same_result(net: nn.Module, 
     monkeypatch.setattr(pixel, "_DRAWS_HELD", 2 * 64 * SIZE * SIZE)  # two samples per group
     grouped = run_attack(net, x, y, "salt_and_pepper", seed=2)
     assert torch.equal(whole.x_adv, grouped.x_adv) and torch.equal(whole.success, grouped.success)
+
+
+def test_salt_and_pepper_valid_steps_match_the_linf_of_every_candidate() -> None:
+    """The screened check equals foolbox 2's rule: query a step iff its candidate's Linf is below
+    the best so far (computed here candidate by candidate)."""
+    from tdlib.attacks.pixel import SaltPepperState, _valid_steps
+
+    rng = np.random.default_rng(0)
+    n, c, hw, n_eps = 6, 2, 100, 40
+    x = rng.choice([0.0, 1.0, 0.3, 0.7], size=(n, c, hw)).astype(np.float32)
+    best = np.array([np.inf, 1.0, 0.75, 0.71, 0.5, 0.3], dtype=np.float32)
+    p = np.stack([np.linspace(0, m, n_eps + 1)[1:] for m in (1.0, 0.02, 0.05, 0.2, 0.6, 0.01)])
+    blocks = [rng.random((n_eps, hw)) for _ in range(n)]
+    st = SaltPepperState(streams=[], pos=torch.zeros(n, dtype=torch.long), max_p=np.ones(n),
+                         best=torch.zeros(n, c, 1, hw), best_linf=torch.from_numpy(best))
+    got = _valid_steps(x, st, p, n_eps, blocks)
+    for i in range(n):
+        u = blocks[i][:, None, :]
+        cand = np.where(u >= 1 - p[i][:, None, None] / 2, 1.0, np.where(u < p[i][:, None, None] / 2, 0.0, x[i]))
+        linf = np.abs(cand - x[i]).reshape(n_eps, -1).max(axis=1).astype(np.float32)
+        assert np.array_equal(got[i], np.flatnonzero(linf < best[i])), i
+    assert 0 < sum(g.size for g in got[1:]) < (n - 1) * n_eps  # both outcomes occur

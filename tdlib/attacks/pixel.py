@@ -131,24 +131,43 @@ def run_salt_and_pepper(qm: QueryModel, x: Tensor, y: Tensor, seeds: list[int]) 
 _DRAWS_HELD = 1 << 24  # float64 draws of one repetition held at a time (128 MiB)
 
 
-def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int) -> list[np.ndarray]:
+_SCREEN = 32  # columns of each mask checked first (most steps are settled by them)
+
+
+def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int,
+                 blocks: list[np.ndarray]) -> list[np.ndarray]:
     """Per sample, the steps of this repetition foolbox 2 queries: those whose candidate's Linf is
     below the best so far. Linf >= best iff salt hits a pixel whose ``1 - x`` reaches ``best`` (in
     some channel) or pepper one whose ``x`` does, i.e. iff the largest draw over the first pixels is
-    >= 1 - p/2 or the smallest over the second < p/2."""
-    n, _, hw = x.shape
+    >= 1 - p/2 or the smallest over the second < p/2. ``blocks[i]`` holds sample i's draws of this
+    repetition (n_eps, H * W). The first few pixels of each kind settle most steps; only the steps
+    they leave open are checked over all pixels."""
+    n = x.shape[0]
     out = []
     for i in range(n):
         best = float(st.best_linf[i])
         if not np.isfinite(best):  # nothing stored yet: every candidate is queried
             out.append(np.arange(n_eps))
             continue
-        u = st.streams[i].window(int(st.pos[i]), int(st.pos[i]) + n_eps * hw).reshape(n_eps, hw)
-        hi = ((1 - x[i]).max(axis=0) >= best)[None]  # salt there: Linf >= best
-        lo = (x[i].max(axis=0) >= best)[None]  # pepper there: Linf >= best
-        bad = (np.max(u, axis=1, where=hi, initial=-1.0) >= 1 - p[i] / 2) | \
-              (np.min(u, axis=1, where=lo, initial=2.0) < p[i] / 2)
-        out.append(np.flatnonzero(~bad))
+        u = blocks[i]
+        hi = np.flatnonzero((1 - x[i]).max(axis=0) >= best)  # salt there: Linf >= best
+        lo = np.flatnonzero(x[i].max(axis=0) >= best)  # pepper there: Linf >= best
+        salt, pepper = 1 - p[i] / 2, p[i] / 2
+        bad = np.zeros(n_eps, dtype=bool)
+        if hi.size:
+            bad |= u[:, hi[:_SCREEN]].max(axis=1) >= salt
+        if lo.size:
+            bad |= u[:, lo[:_SCREEN]].min(axis=1) < pepper
+        open_ = np.flatnonzero(~bad)
+        if open_.size and (hi.size > _SCREEN or lo.size > _SCREEN):
+            rest = u[open_]
+            worse = np.zeros(open_.size, dtype=bool)
+            if hi.size > _SCREEN:
+                worse |= rest[:, hi[_SCREEN:]].max(axis=1) >= salt[open_]
+            if lo.size > _SCREEN:
+                worse |= rest[:, lo[_SCREEN:]].min(axis=1) < pepper[open_]
+            open_ = open_[~worse]
+        out.append(open_)
     return out
 
 
@@ -162,7 +181,7 @@ def _repetition(qm: QueryModel, x: Tensor, y: Tensor, st: SaltPepperState, n_eps
         st.streams[i].release(int(st.pos[i]))
         blocks.append(st.streams[i].window(int(st.pos[i]), int(st.pos[i]) + n_eps * hw).reshape(n_eps, hw))
     x_np = x.detach().cpu().numpy().reshape(n, c, hw).astype(np.float32)
-    steps_of = _valid_steps(x_np, st, p, n_eps)
+    steps_of = _valid_steps(x_np, st, p, n_eps, blocks)
     counts = torch.tensor([s.size for s in steps_of], dtype=torch.long, device=dev)
     flat = x.flatten(2)
 

@@ -44,7 +44,9 @@ class DoubleStream:
     :meth:`window` returns the values ``[start, stop)``; :meth:`release` forgets those before a
     position once nobody will ask for them again. Drawing ``n`` values in one call or in several
     gives the same sequence (numpy's legacy Gaussian keeps its spare value between calls), so the
-    block size never shows.
+    block size never shows. Uniform values are drawn by a ``Generator`` on the same MT19937 state
+    (its ``random`` is ``random_sample`` value for value) straight into the buffer, so extending a
+    window copies nothing already drawn.
     """
 
     def __init__(self, seed: int, kind: str = "uniform") -> None:
@@ -52,30 +54,56 @@ class DoubleStream:
             raise ConfigError(f"unknown stream kind {kind!r}")
         self.rs = np.random.RandomState(seed)
         self.kind = kind
+        self._gen: np.random.Generator | None = None
+        if kind == "uniform":
+            bits = np.random.MT19937()
+            bits.state = self.rs.get_state(legacy=False)
+            self._gen = np.random.Generator(bits)
         self._buf = np.empty(0, dtype=np.float64)
-        self._base = 0  # stream position of _buf[0]
+        self._lo = 0  # _buf[_lo:_hi] holds the values at positions _base.._base + (_hi - _lo) - 1
+        self._hi = 0
+        self._base = 0
 
-    def _draw(self, n: int) -> np.ndarray:
-        return self.rs.random_sample(n) if self.kind == "uniform" else self.rs.standard_normal(n)
+    def _fill(self, out: np.ndarray) -> None:
+        if self._gen is not None:
+            self._gen.random(out=out)
+        else:
+            out[:] = self.rs.standard_normal(out.size)
+
+    def _skip(self, n: int) -> None:
+        """Advance the generator by ``n`` values nobody looks at."""
+        scratch = np.empty(min(n, _BLOCK))
+        while n > 0:
+            k = min(n, scratch.size)
+            self._fill(scratch[:k])
+            n -= k
 
     def window(self, start: int, stop: int) -> np.ndarray:
         """Values at positions ``start..stop-1`` (float64, a view: copy before modifying)."""
         if start < self._base:
             raise ConfigError(f"stream position {start} already released (now at {self._base})")
-        ahead = start - self._base - self._buf.size
+        held = self._hi - self._lo
+        ahead = start - self._base - held
         if ahead > 0:  # values nobody looked at: draw them to advance the generator
-            while ahead > 0:
-                ahead -= self._draw(min(ahead, _BLOCK)).size
-            self._buf = np.empty(0, dtype=np.float64)
-            self._base = start
-        need = stop - self._base - self._buf.size
+            self._skip(ahead)
+            self._lo = self._hi = 0
+            self._base, held = start, 0
+        need = stop - self._base - held
         if need > 0:
-            self._buf = np.concatenate([self._buf, self._draw(max(need, _BLOCK))])
-        return self._buf[start - self._base: stop - self._base]
+            need = max(need, _BLOCK)
+            if self._hi + need > self._buf.size:  # move the held values to a buffer with room
+                buf = np.empty(max(2 * (held + need), 4 * _BLOCK))
+                buf[:held] = self._buf[self._lo:self._hi]
+                self._buf, self._lo, self._hi = buf, 0, held
+            self._fill(self._buf[self._hi:self._hi + need])
+            self._hi += need
+        off = self._lo - self._base
+        return self._buf[start + off: stop + off]
 
     def release(self, pos: int) -> None:
         """Forget the values before ``pos`` (they will not be asked for again)."""
-        drop = min(pos - self._base, self._buf.size)
+        drop = min(pos - self._base, self._hi - self._lo)
         if drop > 0:
-            self._buf = self._buf[drop:].copy()
+            self._lo += drop
             self._base += drop
+

@@ -1,0 +1,91 @@
+"""The attack scans' inference graphs: polyphase merges and the space-to-depth last TD level."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tdlib.attacks.fastgraph import SpaceToDepthTD, s2d_weight, space_to_depth_td
+from tdlib.attacks.queries import (
+    UpsampledMerge,
+    fold_batchnorm,
+    fuse_upsampling,
+    polyphase_weight,
+    query_model,
+    split_merges,
+)
+from tdlib.models import build_model
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_polyphase_weight_is_the_convolution_of_the_upsampled_input(k: int) -> None:
+    torch.manual_seed(k)
+    a, w = torch.randn(3, 4, 5, 6, dtype=torch.float64), torch.randn(7, 4, k, k, dtype=torch.float64)
+    ref = F.conv2d(F.interpolate(a, scale_factor=2.0, mode="nearest"), w, padding=k // 2)
+    wp, pad = polyphase_weight(w)
+    got = F.pixel_shuffle(F.conv2d(a, wp, padding=pad), 2)
+    assert torch.allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_s2d_weight_is_the_convolution_in_space_to_depth_layout(k: int) -> None:
+    torch.manual_seed(k)
+    x, w = torch.randn(3, 2, 10, 8, dtype=torch.float64), torch.randn(5, 2, k, k, dtype=torch.float64)
+    ref = F.pixel_unshuffle(F.conv2d(x, w, padding=k // 2), 2)
+    ws, pad = s2d_weight(w)
+    assert torch.allclose(F.conv2d(F.pixel_unshuffle(x, 2), ws, padding=pad), ref, rtol=1e-12, atol=1e-12)
+
+
+def _prepared(model: nn.Module) -> nn.Module:
+    fast = copy.deepcopy(model)
+    fold_batchnorm(fast)
+    split_merges(fast)
+    return fast
+
+
+@pytest.mark.parametrize("backbone", ["lenetfc", "nin_light"])
+@pytest.mark.parametrize("variant", ["td", "td_uni", "td_rev"])
+def test_query_model_of_a_plain_td_runs_its_last_level_space_to_depth(backbone: str, variant: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(backbone, variant).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so that folding shows
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    x = torch.rand(12, *model.input_shape)
+    qm = query_model(model, x)
+    assert type(qm.model) is SpaceToDepthTD
+    merges = [m for m in qm.model.modules() if isinstance(m, UpsampledMerge)]
+    assert len(merges) == model.num_scales - 2  # the last merge lives in the space-to-depth level
+    with torch.no_grad():
+        ref = model(x)
+        got = qm(x)
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    assert torch.equal(qm.predict(x), ref.argmax(1))
+
+
+def test_fast_graphs_only_where_they_are_the_same_function() -> None:
+    torch.manual_seed(0)
+    model = build_model("lenetfc", "td").eval()
+    silenced = copy.deepcopy(model)
+    with silenced.silence(0):  # a silenced merge is not split: nothing to fuse
+        fast = _prepared(silenced)
+        assert fuse_upsampling(fast) == 0 and space_to_depth_td(fast) is None
+    added = _prepared(build_model("lenetfc", "td", merge="add").eval())  # nothing split
+    assert fuse_upsampling(added) == 0
+    hooked = _prepared(model)
+    hooked.act_4 = nn.ReLU()  # a hook point that does something: the graph would skip it
+    assert fuse_upsampling(hooked) == 2 and space_to_depth_td(hooked) is None
+    fused = _prepared(model)
+    assert fuse_upsampling(fused) == 2 and type(fused.upsample) is nn.Identity
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), model(x), rtol=1e-5, atol=1e-5)
+    bu = build_model("lenetfc", "bu").eval()
+    assert space_to_depth_td(_prepared(bu)) is None and fuse_upsampling(_prepared(bu)) == 0
