@@ -128,10 +128,11 @@ class SpaceToDepthTD(nn.Module):
 
 
 def space_to_depth_td(model: nn.Module) -> SpaceToDepthTD | None:
-    """The :class:`SpaceToDepthTD` graph of a prepared PlainTD copy, which it takes over (BatchNorm
-    folded, merges split and fed before the upsampling: :func:`~tdlib.attacks.queries.fuse_upsampling`), or None where some
-    part of its last level is not a plain chain of stride-1 convolutions and ReLUs, or where the
-    model's hook points are not identities."""
+    """The :class:`SpaceToDepthTD` graph of a prepared PlainTD copy, which it takes over
+    (BatchNorm folded, merges split and fed before the upsampling:
+    :func:`~tdlib.attacks.queries.fuse_upsampling`), or None where some part of its last level is
+    not a plain chain of stride-1 convolutions and ReLUs, or where the model's hook points are not
+    identities."""
     from tdlib.attacks.queries import UpsampledMerge
 
     if type(model) is not PlainTD or model.num_scales < 2 or type(model.upsample) is not nn.Identity:

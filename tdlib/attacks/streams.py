@@ -57,7 +57,7 @@ class DoubleStream:
         self._gen: np.random.Generator | None = None
         if kind == "uniform":
             bits = np.random.MT19937()
-            bits.state = self.rs.get_state(legacy=False)
+            bits.state = self.rs.get_state(legacy=False)  # type: ignore[assignment]
             self._gen = np.random.Generator(bits)
         self._buf = np.empty(0, dtype=np.float64)
         self._lo = 0  # _buf[_lo:_hi] holds the values at positions _base.._base + (_hi - _lo) - 1
