@@ -89,3 +89,20 @@ def test_fast_graphs_only_where_they_are_the_same_function() -> None:
         assert torch.allclose(fused(x), model(x), rtol=1e-5, atol=1e-5)
     bu = build_model("lenetfc", "bu").eval()
     assert space_to_depth_td(_prepared(bu)) is None and fuse_upsampling(_prepared(bu)) == 0
+
+
+def test_padded_forwards_classify_every_row_as_the_model_does() -> None:
+    from tdlib.attacks.queries import bucket
+
+    sizes = [bucket(n) for n in range(1, 513)]
+    assert all(s >= n for n, s in enumerate(sizes, 1)) and len(set(sizes)) == 40
+    assert all(bucket(n) - n <= n / 8 for n in range(32, 2000))
+    torch.manual_seed(0)
+    model = build_model("lenetfc", "td").eval()
+    x = torch.rand(41, 1, 28, 28)
+    qm = query_model(model, x, batch=16)  # chunks of 16, 16 and 9 (padded to 12)
+    with torch.no_grad():
+        ref = model(x).argmax(1)
+    for n in (1, 5, 13, 41):
+        assert torch.equal(qm.predict(x[:n]), ref[:n])
+    assert qm.queries == 1 + 5 + 13 + 41
