@@ -192,7 +192,11 @@ def _foolbox2_section(f: dict[str, Any]) -> list[str]:
                "sends queries (fewer where a candidate is the clean image: single pixel, S&P, blur), and its "
                "time is the batched forward per candidate. The speed-up is therefore bounded by foolbox 2's cost "
                "per query (a one-image forward with autograd on, plus its bookkeeping) over the per-image cost of "
-               "a batched forward, the last column.\n")
+               "a batched forward, the last column. tdlib's forwards run on a private inference copy of the model "
+               "(`tdlib.attacks.queries.query_model`): BatchNorm folded, concatenating merges split, and in a "
+               "PlainTD the nearest upsampling folded into polyphase merge convolutions and the full-resolution "
+               "level run on the 2x2 space-to-depth image (`tdlib.attacks.fastgraph`); batches are padded to "
+               "40 sizes that oneDNN's kernel cache holds.\n")
     return out
 
 
