@@ -142,22 +142,27 @@ def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int,
     >= 1 - p/2 or the smallest over the second < p/2. ``blocks[i]`` holds sample i's draws of this
     repetition (n_eps, H * W). The first few pixels of each kind settle most steps; only the steps
     they leave open are checked over all pixels."""
-    n = x.shape[0]
+    best = st.best_linf.detach().cpu().numpy()
+    salt_at = (1 - x).max(axis=1) >= best[:, None]  # (n, hw): salt there gives Linf >= best
+    pepper_at = x.max(axis=1) >= best[:, None]
+    all_steps = np.arange(n_eps)
     out = []
-    for i in range(n):
-        best = float(st.best_linf[i])
-        if not np.isfinite(best):  # nothing stored yet: every candidate is queried
-            out.append(np.arange(n_eps))
+    for i in range(x.shape[0]):
+        if not np.isfinite(best[i]):  # nothing stored yet: every candidate is queried
+            out.append(all_steps)
             continue
         u = blocks[i]
-        hi = np.flatnonzero((1 - x[i]).max(axis=0) >= best)  # salt there: Linf >= best
-        lo = np.flatnonzero(x[i].max(axis=0) >= best)  # pepper there: Linf >= best
+        hi, lo = np.flatnonzero(salt_at[i]), np.flatnonzero(pepper_at[i])
         salt, pepper = 1 - p[i] / 2, p[i] / 2
-        bad = np.zeros(n_eps, dtype=bool)
         if hi.size:
-            bad |= u[:, hi[:_SCREEN]].max(axis=1) >= salt
-        if lo.size:
-            bad |= u[:, lo[:_SCREEN]].min(axis=1) < pepper
+            bad = u[:, hi[:_SCREEN]].max(axis=1) >= salt
+            if lo.size:
+                bad |= u[:, lo[:_SCREEN]].min(axis=1) < pepper
+        elif lo.size:
+            bad = u[:, lo[:_SCREEN]].min(axis=1) < pepper
+        else:
+            out.append(all_steps)
+            continue
         open_ = np.flatnonzero(~bad)
         if open_.size and (hi.size > _SCREEN or lo.size > _SCREEN):
             rest = u[open_]
