@@ -154,15 +154,11 @@ def _valid_steps(x: np.ndarray, st: SaltPepperState, p: np.ndarray, n_eps: int,
         u = blocks[i]
         hi, lo = np.flatnonzero(salt_at[i]), np.flatnonzero(pepper_at[i])
         salt, pepper = 1 - p[i] / 2, p[i] / 2
+        bad = np.zeros(n_eps, dtype=bool)
         if hi.size:
-            bad = u[:, hi[:_SCREEN]].max(axis=1) >= salt
-            if lo.size:
-                bad |= u[:, lo[:_SCREEN]].min(axis=1) < pepper
-        elif lo.size:
-            bad = u[:, lo[:_SCREEN]].min(axis=1) < pepper
-        else:
-            out.append(all_steps)
-            continue
+            bad |= u[:, hi[:_SCREEN]].max(axis=1) >= salt
+        if lo.size:
+            bad |= u[:, lo[:_SCREEN]].min(axis=1) < pepper
         open_ = np.flatnonzero(~bad)
         if open_.size and (hi.size > _SCREEN or lo.size > _SCREEN):
             rest = u[open_]
