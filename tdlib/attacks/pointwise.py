@@ -32,6 +32,7 @@ from tdlib.attacks.base import AttackContext
 from tdlib.attacks.pixel import run_salt_and_pepper
 from tdlib.attacks.queries import QueryModel
 from tdlib.attacks.streams import python_rng, sample_seed
+from tdlib.native import MTState, library
 
 __all__ = ["BISECTION_STEPS", "pointwise_v2"]
 
@@ -45,6 +46,7 @@ class _Sample:
     """One sample's place in foolbox 2's loops (phase 2 element state included)."""
 
     rng: random.Random
+    mt: MTState | None = None  # the compiled replay of rng (tdlib.native), where available
     phase: int = _PHASE1
     perm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pos: int = 0  # next position in perm
@@ -60,9 +62,14 @@ class _Sample:
 
 
 def _shuffle(s: _Sample, size: int) -> None:
-    idx = list(range(size))
-    s.rng.shuffle(idx)
-    s.perm = np.asarray(idx, dtype=np.int64)
+    """A new order of the element indices: ``s.rng.shuffle(list(range(size)))``."""
+    if s.mt is not None:
+        s.perm = np.arange(size, dtype=np.int64)
+        s.mt.shuffle(s.perm)
+    else:
+        idx = list(range(size))
+        s.rng.shuffle(idx)
+        s.perm = np.asarray(idx, dtype=np.int64)
     s.pos = 0
     s.misses = 0
 
@@ -84,7 +91,8 @@ class _Lockstep:
         self.x = start.detach().cpu().flatten(1).numpy().astype(np.float32).copy()
         self.best = self.x.copy()
         self.best_linf = best_linf.detach().cpu().numpy().astype(np.float32).copy()
-        self.samples = [_Sample(rng=r) for r in rngs]
+        native = library() is not None
+        self.samples = [_Sample(rng=r, mt=MTState.from_python(r) if native else None) for r in rngs]
         for s in self.samples:
             _shuffle(s, self.orig.shape[1])
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from tdlib.attacks.seeding import derive_seed
 from tdlib.errors import ConfigError
+from tdlib.native import MTState, library
 
 __all__ = ["DoubleStream", "python_rng", "sample_seed"]
 
@@ -44,9 +45,10 @@ class DoubleStream:
     :meth:`window` returns the values ``[start, stop)``; :meth:`release` forgets those before a
     position once nobody will ask for them again. Drawing ``n`` values in one call or in several
     gives the same sequence (numpy's legacy Gaussian keeps its spare value between calls), so the
-    block size never shows. Uniform values are drawn by a ``Generator`` on the same MT19937 state
-    (its ``random`` is ``random_sample`` value for value) straight into the buffer, so extending a
-    window copies nothing already drawn.
+    block size never shows. Values are drawn straight into the buffer (extending a window copies
+    nothing already drawn) by :mod:`tdlib.native`'s compiled replay where it is available, else by
+    a ``Generator`` on the same MT19937 state (uniform: its ``random`` is ``random_sample`` value for
+    value) or the ``RandomState`` itself (normal).
     """
 
     def __init__(self, seed: int, kind: str = "uniform") -> None:
@@ -54,8 +56,9 @@ class DoubleStream:
             raise ConfigError(f"unknown stream kind {kind!r}")
         self.rs = np.random.RandomState(seed)
         self.kind = kind
+        self._mt = MTState.from_numpy(self.rs) if library() is not None else None
         self._gen: np.random.Generator | None = None
-        if kind == "uniform":
+        if self._mt is None and kind == "uniform":
             bits = np.random.MT19937()
             bits.state = self.rs.get_state(legacy=False)  # type: ignore[assignment]
             self._gen = np.random.Generator(bits)
@@ -65,7 +68,9 @@ class DoubleStream:
         self._base = 0
 
     def _fill(self, out: np.ndarray) -> None:
-        if self._gen is not None:
+        if self._mt is not None:  # compiled replay of the same draws (tdlib.native)
+            (self._mt.doubles if self.kind == "uniform" else self._mt.gauss)(out)
+        elif self._gen is not None:
             self._gen.random(out=out)
         else:
             out[:] = self.rs.standard_normal(out.size)

@@ -1,0 +1,140 @@
+"""Compiled replays of numpy's and CPython's MT19937 draws (``mt19937.c``), loaded on first use.
+
+foolbox 2's random attacks spend much of their time drawing: Salt&Pepper draws 784,000 uniform
+values per MNIST image, Pointwise shuffles 784 indices thousands of times with CPython's
+``random``. :class:`MTState` holds one MT19937 state (numpy's ``RandomState`` or CPython's
+``random.Random``, same algorithm) and draws from it in C, value for value what the library would
+have drawn.
+
+The C file is compiled once per machine with the system C compiler (``cc``, or ``$CC``) into a
+cache folder (``$TDLIB_CACHE``, else ``~/.cache/tdlib``), written atomically. Where no compiler
+works, or with ``TDLIB_NATIVE=0``, :func:`library` returns None and callers draw with numpy /
+``random`` instead: the same values, more slowly. Nothing is compiled at import.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import random
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MTState", "cache_dir", "library"]
+
+_SOURCE = Path(__file__).with_name("mt19937.c")
+_FLAGS = ["-O3", "-shared", "-fPIC", "-fno-math-errno"]
+_N = 624
+
+_u32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+_i32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+_f64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
+_i64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
+
+
+def cache_dir() -> Path:
+    """Where the compiled library is kept."""
+    env = os.environ.get("TDLIB_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "tdlib"
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC") or "cc"
+    return shutil.which(cc)
+
+
+def _build(cc: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], check=True, capture_output=True,
+                       timeout=120)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The compiled library, building it on first use; None where it is disabled or cannot build."""
+    if os.environ.get("TDLIB_NATIVE", "1") == "0":
+        return None
+    cc = _compiler()
+    if cc is None:
+        return None
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([cc, *_FLAGS, platform.machine()]).encode())
+    target = cache_dir() / f"tdlib-mt19937-{key.hexdigest()[:16]}.so"
+    try:
+        if not target.is_file():
+            _build(cc, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as err:
+        warnings.warn(f"tdlib: compiled MT19937 draws unavailable ({err}); drawing with numpy instead "
+                      f"(same values, slower). Set TDLIB_NATIVE=0 to silence this.", RuntimeWarning,
+                      stacklevel=2)
+        return None
+    lib.tdlib_doubles.argtypes = [_u32, _i32, _f64, ctypes.c_int64]
+    lib.tdlib_gauss.argtypes = [_u32, _i32, _i32, _f64, _f64, ctypes.c_int64]
+    lib.tdlib_shuffle.argtypes = [_u32, _i32, _i64, ctypes.c_int64]
+    for f in (lib.tdlib_doubles, lib.tdlib_gauss, lib.tdlib_shuffle):
+        f.restype = None
+    return lib
+
+
+class MTState:
+    """One MT19937 state drawn from in C (needs :func:`library`).
+
+    ``from_numpy`` takes a ``RandomState``'s state (its Gaussian spare included), ``from_python``
+    a ``random.Random``'s; the source object is not advanced.
+    """
+
+    def __init__(self, key: np.ndarray, pos: int, has_gauss: bool = False, gauss: float = 0.0) -> None:
+        lib = library()
+        if lib is None:
+            raise RuntimeError("tdlib.native: the compiled library is not available")
+        self._lib = lib
+        self.key = np.ascontiguousarray(key, dtype=np.uint32).copy()
+        if self.key.shape != (_N,):
+            raise ValueError(f"an MT19937 key has {_N} words, got shape {self.key.shape}")
+        self.pos = np.array([pos], dtype=np.int32)
+        self._has_gauss = np.array([int(has_gauss)], dtype=np.int32)
+        self._spare = np.array([gauss], dtype=np.float64)
+
+    @classmethod
+    def from_numpy(cls, rs: np.random.RandomState) -> MTState:
+        state = rs.get_state(legacy=False)
+        return cls(np.asarray(state["state"]["key"]), int(state["state"]["pos"]), bool(state["has_gauss"]),
+                   float(state["gauss"]))
+
+    @classmethod
+    def from_python(cls, rng: random.Random) -> MTState:
+        _, words, _ = rng.getstate()
+        return cls(np.asarray(words[:_N], dtype=np.uint32), int(words[_N]))
+
+    def doubles(self, out: np.ndarray) -> None:
+        """Fill float64 ``out`` as ``RandomState.random_sample`` would (in order)."""
+        self._lib.tdlib_doubles(self.key, self.pos, out, out.size)
+
+    def gauss(self, out: np.ndarray) -> None:
+        """Fill float64 ``out`` as ``RandomState.standard_normal`` would (in order)."""
+        self._lib.tdlib_gauss(self.key, self.pos, self._has_gauss, self._spare, out, out.size)
+
+    def shuffle(self, x: np.ndarray) -> None:
+        """Shuffle int64 ``x`` in place as ``random.Random.shuffle`` shuffles a list."""
+        if x.size > 2**32:
+            raise ValueError("tdlib.native shuffles at most 2**32 elements")
+        self._lib.tdlib_shuffle(self.key, self.pos, x, x.size)
+
+    def to_python(self) -> tuple[object, ...]:
+        """The state as ``random.Random.getstate()`` gives it (for ``setstate``)."""
+        return (3, (*(int(w) for w in self.key), int(self.pos[0])), None)

@@ -1,0 +1,131 @@
+"""tdlib.native: the compiled MT19937 replays draw what numpy and CPython draw, value for value."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tdlib.attacks.pointwise import run_pointwise
+from tdlib.attacks.queries import query_model
+from tdlib.attacks.streams import DoubleStream
+from tdlib.native import MTState, library
+
+needs_native = pytest.mark.skipif(library() is None, reason="no C compiler: tdlib.native unavailable")
+
+
+@pytest.fixture
+def no_native(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TDLIB_NATIVE", "0")
+    library.cache_clear()
+    yield
+    monkeypatch.delenv("TDLIB_NATIVE")
+    library.cache_clear()
+
+
+@needs_native
+@pytest.mark.parametrize("seed", [0, 1, 2**31 + 7, 2**32 - 1])
+def test_doubles_and_gaussians_replay_randomstate(seed: int) -> None:
+    rs = np.random.RandomState(seed)
+    rs.standard_normal(3)  # leaves a spare Gaussian: the state carries it over
+    st = MTState.from_numpy(rs)
+    # sizes that end on, before and after the 624-word twist (312 doubles per block), odd positions
+    for n in (1, 311, 312, 313, 1, 1000, 100_003, 7):
+        out = np.empty(n)
+        st.doubles(out)
+        assert np.array_equal(out, rs.random_sample(n)), n
+        out = np.empty(n % 1000 + 1)
+        st.gauss(out)
+        assert np.array_equal(out, rs.standard_normal(out.size)), n
+
+
+@needs_native
+@pytest.mark.parametrize("seed", [0, 3, 2**32 - 1])
+def test_shuffle_replays_python_random(seed: int) -> None:
+    rng = random.Random(seed)
+    rng.random()
+    st = MTState.from_python(rng)
+    for n in (784, 2, 1, 0, 3072, 100_000, 5):
+        ref = list(range(n))
+        rng.shuffle(ref)
+        got = np.arange(n, dtype=np.int64)
+        st.shuffle(got)
+        assert got.tolist() == ref, n
+    assert st.to_python() == rng.getstate()
+
+
+@needs_native
+def test_bad_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="624 words"):
+        MTState(np.zeros(10, dtype=np.uint32), 0)
+
+
+def test_disabled_or_unbuildable_library_falls_back(no_native: None, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    assert library() is None
+    with pytest.raises(RuntimeError, match="not available"):
+        MTState.from_python(random.Random(0))
+    monkeypatch.setenv("TDLIB_NATIVE", "1")
+    monkeypatch.setenv("TDLIB_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a compiler that always fails
+    library.cache_clear()
+    with pytest.warns(RuntimeWarning, match="unavailable"):
+        assert library() is None
+    assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+
+
+def _stream_values(kind: str) -> np.ndarray:
+    s = DoubleStream(11, kind)
+    parts = [s.window(0, 5).copy(), s.window(5, 70_000).copy()]
+    s.release(70_000)
+    parts.append(s.window(100_000, 100_013).copy())
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "normal"])
+def test_streams_are_the_same_with_and_without_native(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = _stream_values(kind)
+    monkeypatch.setenv("TDLIB_NATIVE", "0")
+    library.cache_clear()
+    try:
+        slow = _stream_values(kind)
+    finally:
+        monkeypatch.delenv("TDLIB_NATIVE")
+        library.cache_clear()
+    rs = np.random.RandomState(11)
+    ref = rs.random_sample(100_013) if kind == "uniform" else rs.standard_normal(100_013)
+    assert np.array_equal(slow, fast)
+    assert np.array_equal(fast, np.concatenate([ref[:70_000], ref[100_000:]]))
+
+
+def test_pointwise_is_the_same_with_and_without_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    x = torch.rand(24, 1, 8, 8)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    start = torch.where(torch.rand_like(x) < 0.5, torch.zeros_like(x), torch.ones_like(x))
+    with torch.no_grad():
+        keep = net(start).argmax(1) != y  # adversarial starting points only
+    x, y, start = x[keep], y[keep], start[keep]
+    assert x.shape[0] >= 2
+    linf = (start - x).abs().flatten(1).amax(1)
+
+    def run() -> torch.Tensor:
+        rngs = [random.Random(i) for i in range(x.shape[0])]
+        return run_pointwise(query_model(net, x[:2]), x, y, start, linf, rngs)
+
+    fast = run()
+    monkeypatch.setenv("TDLIB_NATIVE", "0")
+    library.cache_clear()
+    try:
+        slow = run()
+    finally:
+        monkeypatch.delenv("TDLIB_NATIVE")
+        library.cache_clear()
+    assert torch.equal(fast, slow)
+    assert not torch.equal(fast, start)  # the attack moved
