@@ -6,7 +6,7 @@ values per MNIST image, Pointwise shuffles 784 indices thousands of times with C
 ``random.Random``, same algorithm) and draws from it in C, value for value what the library would
 have drawn.
 
-The C file is compiled once per machine with the system C compiler (``cc``, or ``$CC``) into a
+The C file is compiled once per machine (tuned for its CPU) with the system C compiler (``cc``, or ``$CC``) into a
 cache folder (``$TDLIB_CACHE``, else ``~/.cache/tdlib``), written atomically. Where no compiler
 works, or with ``TDLIB_NATIVE=0``, :func:`library` returns None and callers draw with numpy /
 ``random`` instead: the same values, more slowly. Nothing is compiled at import.
@@ -30,8 +30,12 @@ import numpy as np
 
 __all__ = ["MTState", "cache_dir", "library"]
 
-_SOURCE = Path(__file__).with_name("mt19937.c")
-_FLAGS = ["-O3", "-shared", "-fPIC", "-fno-math-errno"]
+_SOURCES = (Path(__file__).with_name("mt19937.c"),)
+# -ffp-contract=off: no fused multiply-adds, so the Gaussians round as numpy's baseline build does
+_FLAGS = ["-O3", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off"]
+# tuned for the CPU it runs on (the vectorised draws: 0.6 vs 1.4 ns per double on an AMD EPYC with
+# AVX-512); the cache key holds the CPU's signature, so another CPU gets its own build
+_TUNED = ["-march=native"]
 _N = 624
 
 _u32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
@@ -51,13 +55,29 @@ def _compiler() -> str | None:
     return shutil.which(cc)
 
 
+def _cpu_signature() -> str:
+    """The CPU model and feature flags (what ``-march=native`` compiles for), where Linux tells."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "\n".join(dict.fromkeys(keep))
+
+
 def _build(cc: str, target: Path) -> None:
+    """Compile tuned for this CPU, else for the baseline of its architecture; atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], check=True, capture_output=True,
-                       timeout=120)
+        for extra in (_TUNED, []):
+            cmd = [cc, *_FLAGS, *extra, "-o", tmp, *map(str, _SOURCES), "-lm"]
+            proc = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+            if proc.returncode == 0:
+                break
+        else:
+            raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -72,8 +92,9 @@ def library() -> ctypes.CDLL | None:
     cc = _compiler()
     if cc is None:
         return None
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([cc, *_FLAGS, platform.machine()]).encode())
-    target = cache_dir() / f"tdlib-mt19937-{key.hexdigest()[:16]}.so"
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in _SOURCES)
+                         + " ".join([cc, *_FLAGS, *_TUNED, platform.machine(), _cpu_signature()]).encode())
+    target = cache_dir() / f"tdlib-native-{key.hexdigest()[:16]}.so"
     try:
         if not target.is_file():
             _build(cc, target)
