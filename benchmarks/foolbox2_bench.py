@@ -111,38 +111,69 @@ def small_victim(n_samples: int, *, train_per_class: int = 500, epochs: int = 1)
     return (model, *_test_images(model, n_samples))
 
 
-def side_by_side(victim: Victim, attacks: Sequence[str], *, seed: int = 0, threads: int = 1,
+def side_by_side(victim: Victim, attacks: Sequence[str], *, seed: int = 0, threads: Sequence[int] = (1,),
                  modes: Sequence[str] = ("per_image", "batch")) -> dict[str, Any]:
     """Per attack: foolbox 2.2.1 seconds in each mode, tdlib seconds, speed-ups and agreement.
 
-    Agreement is image for image against the per-image foolbox 2 run (same per-image seeds).
+    Both libraries run at every thread count in ``threads`` (torch's intra-op threads). The main
+    columns are at ``threads[0]``; ``by_threads`` holds each count, and ``speedup_best`` compares
+    each library at its fastest count (foolbox 2's one-image forwards gain nothing from a second
+    thread, tdlib's batched ones do). foolbox 2's batched mode runs at ``threads[0]`` only. tdlib runs
+    before and after foolbox 2 at each count (their mean is reported). Agreement is image for image
+    against foolbox 2's per-image run at ``threads[0]`` (same per-image seeds).
     """
     from benchmarks.foolbox2_diff import compare, run_foolbox2, run_tdlib
 
     model, x, y, acc = victim
+    counts = list(dict.fromkeys(int(t) for t in threads))
+    if not counts or min(counts) < 1:
+        raise ValueError(f"threads must be positive thread counts, got {threads!r}")
     old = torch.get_num_threads()
-    torch.set_num_threads(threads)
+
+    def ours(name: str, t: int) -> dict[str, Any]:
+        torch.set_num_threads(t)
+        return run_tdlib(model, x, y, [name], seed=seed)[name]
+
+    versions: list[str] = []
+
+    def theirs(name: str, mode: str, t: int) -> dict[str, Any]:
+        res = run_foolbox2(model, x, y, [name], seed=seed, mode=mode, threads=t)
+        versions[:] = res["versions"]
+        out: dict[str, Any] = res[name]
+        return out
+
     rows = []
     try:
         for name in attacks:
-            first = run_tdlib(model, x, y, [name], seed=seed)
-            ref = {m: run_foolbox2(model, x, y, [name], seed=seed, mode=m, threads=threads) for m in modes}
-            second = run_tdlib(model, x, y, [name], seed=seed)
-            runs = [first[name]["seconds"], second[name]["seconds"]]
-            ours = {**first[name], "seconds": sum(runs) / 2}
-            per_image = ref.get("per_image", ref[modes[0]])
-            row = compare(x, per_image, {name: ours}, [name])[0]
-            row["tdlib_runs_s"] = runs
-            row["tdlib_repeatable"] = bool((first[name]["x_adv"] == second[name]["x_adv"]).all())
+            first = {t: ours(name, t) for t in counts}
+            ref = {(m, t): theirs(name, m, t) for t in counts for m in modes if m == "per_image" or t == counts[0]}
+            second = {t: ours(name, t) for t in counts}
+            t0 = counts[0]
+            base = ("per_image", t0) if ("per_image", t0) in ref else ("batch", t0)
+            mean = {t: {**first[t], "seconds": (first[t]["seconds"] + second[t]["seconds"]) / 2} for t in counts}
+            row = compare(x, {name: ref[base]}, {name: mean[t0]}, [name])[0]
+            row["tdlib_runs_s"] = [first[t0]["seconds"], second[t0]["seconds"]]
+            row["tdlib_repeatable"] = all(bool((first[t]["x_adv"] == second[t]["x_adv"]).all()) for t in counts)
             for m in modes:
-                row[f"foolbox2_{m}_s"] = ref[m][name]["seconds"]
-                row[f"speedup_{m}"] = ref[m][name]["seconds"] / max(ours["seconds"], 1e-9)
-            log(f"foolbox2 vs tdlib, {name}: " + ", ".join(f"{m} {row[f'foolbox2_{m}_s']:.1f} s" for m in modes)
-                + f"; tdlib {ours['seconds']:.2f} s; same {row['same']}/{row['n']}")
+                row[f"foolbox2_{m}_s"] = ref[(m, t0)]["seconds"]
+                row[f"speedup_{m}"] = ref[(m, t0)]["seconds"] / max(mean[t0]["seconds"], 1e-9)
+            row["by_threads"] = {}
+            for t in counts:
+                same = compare(x, {name: ref[base]}, {name: mean[t]}, [name])[0]["same"]
+                fb = ref.get(("per_image", t), {}).get("seconds")
+                row["by_threads"][str(t)] = {"tdlib_s": mean[t]["seconds"], "tdlib_runs_s": [first[t]["seconds"],
+                                             second[t]["seconds"]], "foolbox2_per_image_s": fb, "same": same}
+            if "per_image" in modes:
+                fb_best = min(counts, key=lambda t: ref[("per_image", t)]["seconds"])
+                td_best = min(counts, key=lambda t: mean[t]["seconds"])
+                row.update(foolbox2_best_threads=fb_best, tdlib_best_threads=td_best,
+                           speedup_best=ref[("per_image", fb_best)]["seconds"] / max(mean[td_best]["seconds"], 1e-9))
+            log(f"foolbox2 vs tdlib, {name}: " + "; ".join(
+                f"{t} thread(s): foolbox 2 per image {row['by_threads'][str(t)]['foolbox2_per_image_s'] or 0:.1f} s, "
+                f"tdlib {mean[t]['seconds']:.2f} s" for t in counts) + f"; same {row['same']}/{row['n']}")
             rows.append(row)
-        versions = ref[modes[0]]["versions"] if attacks else []
     finally:
         torch.set_num_threads(old)
-    return {"model": type(model).__name__, "clean_accuracy": acc, "samples": len(x), "threads": threads,
-            "seed": seed, "modes": list(modes), "versions": versions, "rows": rows,
+    return {"model": type(model).__name__, "clean_accuracy": acc, "samples": len(x), "threads": counts[0],
+            "thread_counts": counts, "seed": seed, "modes": list(modes), "versions": versions, "rows": rows,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
