@@ -64,6 +64,26 @@ def test_bad_state_is_refused() -> None:
         MTState(np.zeros(10, dtype=np.uint32), 0)
 
 
+@needs_native
+def test_bad_output_arrays_are_refused_before_any_draw() -> None:
+    rs = np.random.RandomState(5)
+    st = MTState.from_numpy(rs)
+    for bad in (np.empty(10, dtype=np.float32), np.empty((4, 6))[:, ::2], np.empty(3)[::-1]):
+        with pytest.raises(ValueError, match="C-contiguous float64"):
+            st.doubles(bad)
+        with pytest.raises(ValueError, match="C-contiguous float64"):
+            st.gauss(bad)
+    frozen = np.zeros(5)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        st.doubles(frozen)
+    with pytest.raises(ValueError, match="int64"):
+        st.shuffle(np.arange(5, dtype=np.int32))
+    out = np.empty(7)
+    st.doubles(out)  # nothing was drawn by the refused calls
+    assert np.array_equal(out, rs.random_sample(7))
+
+
 def test_disabled_or_unbuildable_library_falls_back(no_native: None, monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:
     assert library() is None

@@ -38,10 +38,14 @@ _FLAGS = ["-O3", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off"]
 _TUNED = ["-march=native"]
 _N = 624
 
-_u32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
-_i32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
-_f64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
-_i64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
+
+
+def _address(x: np.ndarray, dtype: type[np.generic], what: str) -> int:
+    """The data address of a C-contiguous, writeable array of ``dtype`` (else ValueError)."""
+    if x.dtype != dtype or not x.flags.c_contiguous or not x.flags.writeable:
+        raise ValueError(f"tdlib.native: {what} must be a writeable C-contiguous {np.dtype(dtype).name} array; "
+                         f"got {x.dtype}, contiguous={x.flags.c_contiguous}, writeable={x.flags.writeable}")
+    return int(x.ctypes.data)
 
 
 def cache_dir() -> Path:
@@ -104,9 +108,11 @@ def library() -> ctypes.CDLL | None:
                       f"(same values, slower). Set TDLIB_NATIVE=0 to silence this.", RuntimeWarning,
                       stacklevel=2)
         return None
-    lib.tdlib_doubles.argtypes = [_u32, _i32, _f64, ctypes.c_int64]
-    lib.tdlib_gauss.argtypes = [_u32, _i32, _i32, _f64, _f64, ctypes.c_int64]
-    lib.tdlib_shuffle.argtypes = [_u32, _i32, _i64, ctypes.c_int64]
+    # raw addresses (ctypes' ndpointer checks cost microseconds per call; MTState checks its arrays)
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.tdlib_doubles.argtypes = [ptr, ptr, ptr, i64]
+    lib.tdlib_gauss.argtypes = [ptr, ptr, ptr, ptr, ptr, i64]
+    lib.tdlib_shuffle.argtypes = [ptr, ptr, ptr, i64]
     for f in (lib.tdlib_doubles, lib.tdlib_gauss, lib.tdlib_shuffle):
         f.restype = None
     return lib
@@ -130,6 +136,7 @@ class MTState:
         self.pos = np.array([pos], dtype=np.int32)
         self._has_gauss = np.array([int(has_gauss)], dtype=np.int32)
         self._spare = np.array([gauss], dtype=np.float64)
+        self._state = (self.key.ctypes.data, self.pos.ctypes.data)  # fixed arrays: addresses once
 
     @classmethod
     def from_numpy(cls, rs: np.random.RandomState) -> MTState:
@@ -144,17 +151,18 @@ class MTState:
 
     def doubles(self, out: np.ndarray) -> None:
         """Fill float64 ``out`` as ``RandomState.random_sample`` would (in order)."""
-        self._lib.tdlib_doubles(self.key, self.pos, out, out.size)
+        self._lib.tdlib_doubles(*self._state, _address(out, np.float64, "out"), out.size)
 
     def gauss(self, out: np.ndarray) -> None:
         """Fill float64 ``out`` as ``RandomState.standard_normal`` would (in order)."""
-        self._lib.tdlib_gauss(self.key, self.pos, self._has_gauss, self._spare, out, out.size)
+        self._lib.tdlib_gauss(*self._state, self._has_gauss.ctypes.data, self._spare.ctypes.data,
+                              _address(out, np.float64, "out"), out.size)
 
     def shuffle(self, x: np.ndarray) -> None:
         """Shuffle int64 ``x`` in place as ``random.Random.shuffle`` shuffles a list."""
         if x.size > 2**32:
             raise ValueError("tdlib.native shuffles at most 2**32 elements")
-        self._lib.tdlib_shuffle(self.key, self.pos, x, x.size)
+        self._lib.tdlib_shuffle(*self._state, _address(x, np.int64, "x"), x.size)
 
     def to_python(self) -> tuple[object, ...]:
         """The state as ``random.Random.getstate()`` gives it (for ``setstate``)."""
