@@ -47,7 +47,8 @@ class Case:
     note: str = ""
     seed: int = 0
     #: the layers as they were before this benchmark's speed-ups (torch's nn.Dropout with its
-    #: bernoulli_ masks, F.pad copies for stride-1 SAME convs, out-of-place ReLU), for side-by-side
+    #: bernoulli_ masks, F.pad copies for stride-1 SAME convs, 1x1 convs as convolutions,
+    #: out-of-place ReLU), for side-by-side
     legacy: bool = False
 
     @property
@@ -110,9 +111,11 @@ def legacy_layers(model: nn.Module) -> nn.Module:
         for name, child in list(mod.named_children()):
             if isinstance(child, Dropout):
                 setattr(mod, name, nn.Dropout(child.p).train(child.training))
-        if isinstance(mod, Conv2dSame) and getattr(mod, "_native_same", False):
-            mod._native_same = False
-            mod.padding = (0, 0)
+        if isinstance(mod, Conv2dSame):
+            mod._pointwise = False
+            if getattr(mod, "_native_same", False):
+                mod._native_same = False
+                mod.padding = (0, 0)
         if isinstance(mod, nn.ReLU):
             mod.inplace = False
     return model

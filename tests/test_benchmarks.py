@@ -40,7 +40,7 @@ def test_json_report_is_well_formed(reduced_run: Path) -> None:
     assert report["data"] and all(r["ips"] > 0 for r in report["data"])
     assert {r["setting"] for r in report["variants"]} >= {"bf16 autocast", "legacy layers"}
     assert report["foolbox2"]["skipped"].startswith("reduced mode")
-    assert len(report["goals"]) == 5 and all(g["met"] in (True, False, None) for g in report["goals"])
+    assert len(report["goals"]) == 6 and all(g["met"] in (True, False, None) for g in report["goals"])
     legacy = next(g for g in report["goals"] if g["goal"].startswith("LeNetFC"))
     assert legacy["met"] in (True, False) and legacy["value"] > 0  # reduced mode measures lenetfc/td both ways
     missed = [g for g in report["goals"] if g["met"] is False]
@@ -104,4 +104,5 @@ def test_legacy_layers_are_the_same_network_with_other_kernels() -> None:
         assert not any(isinstance(m, Dropout) for m in old.modules())
         assert not any(m.training for m in old.modules())
         x = torch.rand(3, 1, 28, 28)
-        assert torch.equal(new(x), old(x))
+        # the same function up to float rounding (1x1 convolutions run as matrix products now)
+        torch.testing.assert_close(new(x), old(x), rtol=1e-5, atol=1e-5)

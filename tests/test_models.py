@@ -477,6 +477,32 @@ def test_tf_same_padding_is_bottom_right() -> None:
     assert y.shape == (1, 1, 2, 2) and torch.all(y == -1)  # padding never wins
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_pointwise_conv_is_the_convolution_forward_and_backward(layout: str) -> None:
+    """1x1 Conv2dSame on NCHW tensors runs as a matrix product: same values and gradients as the
+    convolution (float64), and channels_last tensors keep their layout through the convolution."""
+    torch.manual_seed(0)
+    conv = Conv2dSame(6, 10, 1).double()
+    x = torch.randn(3, 6, 5, 7, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    y = conv(x)
+    ref_x = x.detach().clone().requires_grad_(True)
+    w, b = conv.weight.detach().clone().requires_grad_(True), conv.bias.detach().clone().requires_grad_(True)
+    ref = F.conv2d(ref_x, w, b)
+    torch.testing.assert_close(y, ref)
+    assert y.shape == (3, 10, 5, 7)
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(ref)
+    y.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, ref_x.grad)
+    torch.testing.assert_close(conv.weight.grad, w.grad)
+    torch.testing.assert_close(conv.bias.grad, b.grad)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_runs_on_cuda() -> None:
     for backbone, variant in [("nin_light", "td"), ("resnet32", "td_rev"), ("resnet18_half", "td")]:

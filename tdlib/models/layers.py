@@ -42,8 +42,11 @@ class Conv2dSame(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=kernel_size // 2 if native else 0, bias=True)
         self._native_same = native
+        self._pointwise = native and kernel_size == 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pointwise and x.ndim == 4 and x.is_contiguous() and x.shape[1] == self.in_channels:
+            return _pointwise_conv(x, self.weight, self.bias)
         if self._native_same:
             return self._conv_forward(x, self.weight, self.bias)
         k, s = self.kernel_size[0], self.stride[0]
@@ -52,6 +55,21 @@ class Conv2dSame(nn.Conv2d):
         if top or bottom or left or right:
             x = F.pad(x, (left, right, top, bottom))
         return self._conv_forward(x, self.weight, self.bias)
+
+
+def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution of an NCHW-contiguous ``x`` as one batched matrix product per image.
+
+    oneDNN runs narrow 1x1 convolutions on NCHW tensors far below its speed elsewhere (LeNetFC's
+    6 -> 10 head at 28 x 28, batch 128: 15.5 ms forward + backward, against 1.0 ms as batched
+    matrix products, on 2 AMD EPYC cores); channels_last tensors keep the convolution.
+    """
+    n, c, h, w = x.shape
+    co = weight.shape[0]
+    mats = weight.view(1, co, c).expand(n, co, c)  # one (co, c) @ (c, h*w) product per image, no copy
+    y = torch.bmm(mats, x.view(n, c, h * w)) if bias is None else torch.baddbmm(bias.view(1, co, 1), mats,
+                                                                                x.view(n, c, h * w))
+    return y.view(n, co, h, w)
 
 
 class MaxPool2dSame(nn.Module):

@@ -14,7 +14,7 @@ from tdlib.models.layers import MaxPool2dSame, ResolutionMerge, Upsample2x
 from tdlib.models.registry import available_variants, build_model
 from tdlib.models.spec import BACKBONES
 
-_MAC_OPS = ("convolution", "mm", "addmm")
+_MAC_OPS = ("convolution", "mm", "addmm", "bmm", "baddbmm")  # bmm: 1x1 convs (layers._pointwise_conv)
 
 
 def count_params(model: nn.Module) -> int:
