@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_flops": "3 x 2 x MACs per image (forward 1x, backward 2x: input and weight gradients); "
                            "MACs = conv + dense multiply-accumulates (tdlib.models.model_summary)",
             "infer_flops": "2 x MACs per image",
-            "mfu": "achieved FLOP/s / measured peak (max of the fp32 matmul and conv of this run; "
+            "mfu": "achieved FLOP/s / measured peak (max of the fp32 matmul and convs of this run; "
                    "AMP rows: the bf16 matmul)",
             "timing": "time.perf_counter, warm-up iterations, median of the timed repeats",
             "memory": "CPU: resident-set high-water-mark growth during the training steps in a fresh "
