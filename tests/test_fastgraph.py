@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tdlib.attacks.fastgraph import SpaceToDepthTD, s2d_weight, space_to_depth_td
+from tdlib.attacks.fastgraph import (
+    NarrowFullResTD,
+    SpaceToDepthTD,
+    narrow_full_res_td,
+    s2d_weight,
+    space_to_depth_td,
+)
 from tdlib.attacks.queries import (
     UpsampledMerge,
     fold_batchnorm,
@@ -19,6 +26,7 @@ from tdlib.attacks.queries import (
     split_merges,
 )
 from tdlib.models import build_model
+from tdlib.native import narrow_conv_available
 
 
 @pytest.mark.parametrize("k", [1, 3, 5, 7])
@@ -47,9 +55,21 @@ def _prepared(model: nn.Module) -> nn.Module:
     return fast
 
 
+@pytest.fixture(params=["native", "no-native"])
+def native(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
+    """Run with tdlib.native's compiled convolution where this machine has it, and without."""
+    from tdlib.native import library
+
+    monkeypatch.setenv("TDLIB_NATIVE", "1" if request.param == "native" else "0")
+    library.cache_clear()
+    yield request.param == "native" and narrow_conv_available()
+    monkeypatch.undo()
+    library.cache_clear()
+
+
 @pytest.mark.parametrize("backbone", ["lenetfc", "nin_light"])
 @pytest.mark.parametrize("variant", ["td", "td_uni", "td_rev"])
-def test_query_model_of_a_plain_td_is_the_same_function(backbone: str, variant: str) -> None:
+def test_query_model_of_a_plain_td_is_the_same_function(backbone: str, variant: str, native: bool) -> None:
     torch.manual_seed(0)
     model = build_model(backbone, variant).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so that folding shows
@@ -61,9 +81,9 @@ def test_query_model_of_a_plain_td_is_the_same_function(backbone: str, variant: 
     x = torch.rand(12, *model.input_shape)
     qm = query_model(model, x)
     merges = [m for m in qm.model.modules() if isinstance(m, UpsampledMerge)]
-    if (backbone, variant) == ("lenetfc", "td"):  # 6 channels at full resolution: space-to-depth
-        assert type(qm.model) is SpaceToDepthTD
-        assert len(merges) == model.num_scales - 2  # the last merge lives in the space-to-depth level
+    if (backbone, variant) == ("lenetfc", "td"):  # 6 channels at full resolution: C, else space-to-depth
+        assert type(qm.model) is (NarrowFullResTD if native else SpaceToDepthTD)
+        assert len(merges) == model.num_scales - 2  # the last merge lives in the full-resolution graph
     else:  # 16 (td_uni), 32 (td_rev), 48 (NIN-light) channels are wide enough
         assert type(qm.model) is type(model) and len(merges) == model.num_scales - 1
     with torch.no_grad():
@@ -84,7 +104,7 @@ def test_fast_graphs_only_where_they_are_the_same_function() -> None:
     assert fuse_upsampling(added) == 0
     hooked = _prepared(model)
     hooked.act_4 = nn.ReLU()  # a hook point that does something: the graph would skip it
-    assert fuse_upsampling(hooked) == 2 and space_to_depth_td(hooked) is None
+    assert fuse_upsampling(hooked) == 2 and space_to_depth_td(hooked) is None and narrow_full_res_td(hooked) is None
     fused = _prepared(model)
     assert fuse_upsampling(fused) == 2 and type(fused.upsample) is nn.Identity
     x = torch.rand(5, 1, 28, 28)
@@ -92,6 +112,11 @@ def test_fast_graphs_only_where_they_are_the_same_function() -> None:
         assert torch.allclose(fused(x), model(x), rtol=1e-5, atol=1e-5)
     bu = build_model("lenetfc", "bu").eval()
     assert space_to_depth_td(_prepared(bu)) is None and fuse_upsampling(_prepared(bu)) == 0
+    assert narrow_full_res_td(_prepared(bu)) is None
+    wide = _prepared(build_model("lenetfc", "td_uni").eval())  # 16 channels at full resolution
+    assert fuse_upsampling(wide) == 2 and narrow_full_res_td(wide) is None
+    small = _prepared(build_model("lenetfc", "td", input_size=16).eval())  # rows of 16: half a vector
+    assert fuse_upsampling(small) == 2 and narrow_full_res_td(small) is None
 
 
 def test_padded_forwards_classify_every_row_as_the_model_does() -> None:

@@ -1,4 +1,5 @@
-"""tdlib.native: the compiled MT19937 replays draw what numpy and CPython draw, value for value."""
+"""tdlib.native: the compiled MT19937 replays draw what numpy and CPython draw, value for value, and
+the compiled narrow convolution computes what ``F.conv2d`` computes (to float rounding)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from tdlib.attacks.pointwise import run_pointwise
 from tdlib.attacks.queries import query_model
@@ -149,3 +151,70 @@ def test_pointwise_is_the_same_with_and_without_native(monkeypatch: pytest.Monke
         library.cache_clear()
     assert torch.equal(fast, slow)
     assert not torch.equal(fast, start)  # the attack moved
+
+
+# --- NarrowConv: the compiled convolution of the attack query graphs -------------------------------------
+CONV_CASES = [  # (ci, co, k, h, w): LeNetFC's full-resolution layers, odd sizes, the widest row, 1x1
+    (1, 6, 5, 28, 28), (6, 6, 3, 28, 28), (6, 6, 5, 28, 28), (12, 6, 3, 28, 28), (6, 10, 1, 28, 28),
+    (3, 7, 7, 5, 9), (2, 13, 3, 1, 1), (5, 1, 1, 3, 32), (4, 8, 5, 32, 32), (16, 16, 3, 7, 30),
+]
+
+
+@needs_native
+@pytest.mark.parametrize(("ci", "co", "k", "h", "w"), CONV_CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_narrow_conv_is_the_convolution(ci: int, co: int, k: int, h: int, w: int, relu: bool) -> None:
+    from tdlib.native import NarrowConv
+
+    torch.manual_seed(ci * 100 + co * 10 + k)
+    conv = torch.nn.Conv2d(ci, co, k, padding=k // 2, bias=(co % 2 == 0))
+    native = NarrowConv(conv, relu=relu)
+    for n in (0, 1, 3):
+        x = torch.randn(n, ci, h, w)
+        with torch.no_grad():
+            ref = conv(x)
+            ref = ref.relu() if relu else ref
+            got = native(x)
+            assert got.shape == ref.shape and got.is_contiguous()
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+            # any layout in, NCHW out
+            torch.testing.assert_close(native(x.contiguous(memory_format=torch.channels_last)), ref,
+                                       rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("relu", [False, True])
+def test_narrow_conv_adds_the_phases_of_an_upsampled_stream_before_its_relu(relu: bool) -> None:
+    from tdlib.native import NarrowConv
+
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(6, 6, 3, padding=1, bias=False)
+    native = NarrowConv(conv, relu=relu)
+    x = torch.randn(4, 6, 28, 28)
+    phases = torch.randn(4, 24, 14, 14).contiguous(memory_format=torch.channels_last)  # any strides
+    with torch.no_grad():
+        ref = conv(x) + F.pixel_shuffle(phases, 2)
+        ref = ref.relu() if relu else ref
+        torch.testing.assert_close(native(x, phases), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(native(x, phases.contiguous()), ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+def test_narrow_conv_refuses_what_it_cannot_compute() -> None:
+    from tdlib.native import NarrowConv
+
+    with pytest.raises(ValueError, match="stride-1 'same'"):
+        NarrowConv(torch.nn.Conv2d(2, 2, 3, stride=2, padding=1), relu=False)
+    with pytest.raises(ValueError, match="stride-1 'same'"):
+        NarrowConv(torch.nn.Conv2d(2, 2, 4, padding=2), relu=False)
+    with pytest.raises(ValueError, match="stride-1 'same'"):
+        NarrowConv(torch.nn.Conv2d(2, 2, 3, padding=0), relu=False)
+    native = NarrowConv(torch.nn.Conv2d(2, 3, 3, padding=1), relu=False)
+    for bad in (torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 8, native.max_width + 2), torch.zeros(2, 8, 8),
+                torch.zeros(1, 2, 8, 8, dtype=torch.float64)):
+        with pytest.raises(ValueError, match="expected a CPU float32"):
+            native(bad)
+    with pytest.raises(ValueError, match="phases must be float32"):
+        native(torch.zeros(1, 2, 8, 8), torch.zeros(1, 12, 8, 8))
+    with pytest.raises(ValueError, match="phases must be float32"):
+        native(torch.zeros(1, 2, 7, 8), torch.zeros(1, 12, 3, 4))
