@@ -183,20 +183,27 @@ def test_narrow_conv_is_the_convolution(ci: int, co: int, k: int, h: int, w: int
 
 
 @needs_native
+@pytest.mark.parametrize(("ci", "cu", "k", "h", "w"), [(6, 6, 3, 28, 28), (1, 3, 5, 6, 10), (16, 16, 3, 14, 14)])
 @pytest.mark.parametrize("relu", [False, True])
-def test_narrow_conv_adds_the_phases_of_an_upsampled_stream_before_its_relu(relu: bool) -> None:
+def test_narrow_conv_upsamples_its_second_input(ci: int, cu: int, k: int, h: int, w: int, relu: bool) -> None:
+    """``forward(x, u)`` is the convolution of ``cat([x, up2(u)])`` (the merge of a top-down level)."""
     from tdlib.native import NarrowConv
 
-    torch.manual_seed(1)
-    conv = torch.nn.Conv2d(6, 6, 3, padding=1, bias=False)
-    native = NarrowConv(conv, relu=relu)
-    x = torch.randn(4, 6, 28, 28)
-    phases = torch.randn(4, 24, 14, 14).contiguous(memory_format=torch.channels_last)  # any strides
+    torch.manual_seed(ci + cu + k)
+    conv = torch.nn.Conv2d(ci + cu, 6, k, padding=k // 2)
+    native = NarrowConv(conv, relu=relu, up_channels=cu)
+    x = torch.randn(3, ci, h, w)
+    u = torch.randn(3, cu, h // 2, w // 2)
     with torch.no_grad():
-        ref = conv(x) + F.pixel_shuffle(phases, 2)
+        ref = conv(torch.cat([x, F.interpolate(u, scale_factor=2, mode="nearest")], dim=1))
         ref = ref.relu() if relu else ref
-        torch.testing.assert_close(native(x, phases), ref, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(native(x, phases.contiguous()), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(native(x, u), ref, rtol=1e-5, atol=1e-5)
+        # u in any strides: channels-last, and a sliced view
+        torch.testing.assert_close(native(x, u.contiguous(memory_format=torch.channels_last)), ref,
+                                   rtol=1e-5, atol=1e-5)
+        wide = torch.randn(3, cu + 2, h // 2, w // 2)
+        wide[:, 1:cu + 1] = u
+        torch.testing.assert_close(native(x, wide[:, 1:cu + 1]), ref, rtol=1e-5, atol=1e-5)
 
 
 @needs_native
@@ -214,7 +221,15 @@ def test_narrow_conv_refuses_what_it_cannot_compute() -> None:
                 torch.zeros(1, 2, 8, 8, dtype=torch.float64)):
         with pytest.raises(ValueError, match="expected a CPU float32"):
             native(bad)
-    with pytest.raises(ValueError, match="phases must be float32"):
-        native(torch.zeros(1, 2, 8, 8), torch.zeros(1, 12, 8, 8))
-    with pytest.raises(ValueError, match="phases must be float32"):
-        native(torch.zeros(1, 2, 7, 8), torch.zeros(1, 12, 3, 4))
+    with pytest.raises(ValueError, match="u must be float32"):  # built without an upsampled input
+        native(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="up_channels must be in"):
+        NarrowConv(torch.nn.Conv2d(2, 3, 3, padding=1), relu=False, up_channels=2)
+    with pytest.raises(ValueError, match="up_channels must be in"):
+        NarrowConv(torch.nn.Conv2d(2, 3, 1), relu=False, up_channels=1)
+    up = NarrowConv(torch.nn.Conv2d(5, 3, 3, padding=1), relu=False, up_channels=3)
+    for x, u in ((torch.zeros(1, 2, 8, 8), None), (torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 8, 8)),
+                 (torch.zeros(1, 2, 7, 8), torch.zeros(1, 3, 3, 4)),
+                 (torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 4, 4, dtype=torch.float64))):
+        with pytest.raises(ValueError, match="u must be float32"):
+            up(x, u)

@@ -14,9 +14,12 @@ a private inference copy does not need.
 
 :class:`NarrowFullResTD` keeps that level in NCHW and runs its convolutions with
 :class:`~tdlib.native.NarrowConv`, which vectorises over the pixels of a row rather than over
-channels: no 4x channel inflation, and the polyphase stream is added inside the merge convolution.
-It is preferred where an AVX-512 build exists (measured 20% faster per LeNetFC-TD forward on one
-thread, as fast on two).
+channels: no 4x channel inflation, and the merge is one convolution over the side branch and the
+main stream, upsampled as the C loop copies it into its padded image. It is preferred where an
+AVX-512 build exists (measured 20% faster per LeNetFC-TD forward on one thread, as fast on two;
+the native merge then took a further 5-8% off on one thread, 99 against 107 us per image at batch
+512 and 111 against 116 at 64, five alternating runs on 2 AMD EPYC cores: the polyphase
+convolution it replaces ran at 28 GFLOP/s, and its output needed a channels-last to NCHW copy).
 """
 
 from __future__ import annotations
@@ -183,20 +186,20 @@ def space_to_depth_td(model: nn.Module) -> SpaceToDepthTD | None:
 class NarrowFullResTD(nn.Module):
     """PlainTD inference whose narrow full-resolution level runs in NCHW through
     :class:`~tdlib.native.NarrowConv` (side branch, merge, stage, head); the lower levels run as in
-    the (prepared) model, and the upsampled main stream enters as its polyphase convolution, which
-    the merge convolution adds phase by phase before its ReLU."""
+    the (prepared) model. The merge is one native convolution of the side branch's output and the
+    half-resolution main stream, which the C loop upsamples as it copies it into its padded image
+    (:meth:`~tdlib.attacks.queries.UpsampledMerge.merged_conv`)."""
 
-    def __init__(self, model: PlainTD, side: nn.Sequential, conv_s: NarrowConv, poly: S2DConv, rest: nn.Sequential,
+    def __init__(self, model: PlainTD, side: nn.Sequential, merge: NarrowConv, rest: nn.Sequential,
                  stage: nn.Sequential, head: nn.Sequential) -> None:
         super().__init__()
         self.model = model
-        self.side, self.conv_s, self.poly, self.rest = side, conv_s, poly, rest
+        self.side, self.merge, self.rest = side, merge, rest
         self.stage_nchw, self.head = stage, head
 
     def forward(self, x: Tensor) -> Tensor:
         levels, a = _below_full_resolution(self.model, x)
-        # the phases in NCHW: each output row then reads two contiguous phase rows
-        out = self.conv_s(self.side(levels[0].contiguous()), self.poly(a).contiguous())
+        out = self.merge(self.side(levels[0]), a)  # any strides in (a: channels-last from oneDNN)
         logits: Tensor = self.head(self.stage_nchw(self.rest(out)))
         return logits.mean(dim=(2, 3))
 
@@ -257,11 +260,14 @@ def narrow_full_res_td(model: nn.Module) -> NarrowFullResTD | None:
     rest = _narrow_layers(merge.rest, width)
     if side is None or stage is None or head is None or rest is None:
         return None
-    fuse_relu = bool(rest) and type(rest[0]) is nn.ReLU  # ReLU(conv_s(s) + phases) in one pass
-    conv_s = NarrowConv(cast(nn.Conv2d, merge.conv_s), relu=fuse_relu)
-    if width > conv_s.max_width:
+    merged = merge.merged_conv()
+    if merged is None:
         return None
-    graph = NarrowFullResTD(model, nn.Sequential(*side), conv_s, merge.s2d_poly(), nn.Sequential(*rest[fuse_relu:]),
+    fuse_relu = bool(rest) and type(rest[0]) is nn.ReLU  # ReLU(conv([s, up2(a)])) in one pass
+    conv = NarrowConv(merged, relu=fuse_relu, up_channels=merged.in_channels - merge.conv_s.in_channels)
+    if width > conv.max_width:
+        return None
+    graph = NarrowFullResTD(model, nn.Sequential(*side), conv, nn.Sequential(*rest[fuse_relu:]),
                             nn.Sequential(*stage), nn.Sequential(*head))
     model.merge_blocks[n - 2] = nn.Identity()
     model.side_branches["0"] = nn.Identity()

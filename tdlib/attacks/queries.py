@@ -115,6 +115,9 @@ class UpsampledMerge(nn.Module):
     512 images (one CPU thread).
     """
 
+    weight_u: Tensor
+    bias_u: Tensor | None
+
     def __init__(self, merge: _SplitMerge) -> None:
         super().__init__()
         conv = merge.conv_u
@@ -123,6 +126,9 @@ class UpsampledMerge(nn.Module):
         bias = conv.bias.detach().repeat_interleave(4) if conv.bias is not None else None
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         self.conv_s, self.rest = merge.conv_s, merge.rest
+        # conv_u itself, for graphs that upsample inside their own kernel (merged_conv)
+        self.register_buffer("weight_u", conv.weight.detach().clone(), persistent=False)
+        self.register_buffer("bias_u", None if conv.bias is None else conv.bias.detach().clone(), persistent=False)
 
     def forward(self, a: Tensor, s: Tensor) -> Tensor:
         out: Tensor = self.conv_s(s)
@@ -132,6 +138,21 @@ class UpsampledMerge(nn.Module):
         out.view(n, c, h // 2, 2, w // 2, 2).add_(phases)
         res: Tensor = self.rest(out)
         return res
+
+    def merged_conv(self) -> nn.Conv2d | None:
+        """One convolution of ``cat([s, up2(a)])`` computing ``conv_s(s) + conv_u(up2(a))``, or None
+        where the two kernels differ in size or ``conv_s`` has a bias (then they do not stack). Both
+        are 'same' convolutions for the caller to check (``conv_u`` always is)."""
+        cs, wu = cast(nn.Conv2d, self.conv_s), self.weight_u
+        if cs.bias is not None or tuple(cs.weight.shape[2:]) != tuple(wu.shape[2:]):
+            return None
+        k = int(wu.shape[2])
+        conv = nn.Conv2d(cs.in_channels + int(wu.shape[1]), cs.out_channels, k, padding=k // 2,
+                         bias=self.bias_u is not None)
+        conv.weight.data.copy_(torch.cat([cs.weight.detach(), wu], dim=1))
+        if self.bias_u is not None and conv.bias is not None:
+            conv.bias.data.copy_(self.bias_u)
+        return conv.requires_grad_(False)
 
     def s2d_poly(self) -> S2DConv:
         """The polyphase convolution alone, for a space-to-depth graph (its output is the

@@ -111,7 +111,7 @@ def library() -> ctypes.CDLL | None:
     lib.tdlib_doubles.argtypes = [ptr, ptr, ptr, i64]
     lib.tdlib_gauss.argtypes = [ptr, ptr, ptr, ptr, ptr, i64]
     lib.tdlib_shuffle.argtypes = [ptr, ptr, ptr, i64]
-    lib.tdlib_conv_nchw.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, i32, ptr]
+    lib.tdlib_conv_nchw.argtypes = [ptr, ptr, i64, i64, i64, i64, ptr, ptr, i64, ptr, i64, i64, ptr, i32, ptr]
     for f in (lib.tdlib_doubles, lib.tdlib_gauss, lib.tdlib_shuffle):
         f.restype = None
     lib.tdlib_conv_nchw.restype = i32
