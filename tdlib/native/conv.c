@@ -11,13 +11,13 @@
  *   tdlib_conv_nchw  y = [relu](conv([x, up2(u)], w) + b), stride 1, zero padding k // 2 (odd
  *                    k), rows up to ROW pixels wide. x (n, ci, h, w) has element strides xs[0..3]
  *                    (any layout), y (n, co, h, w) is C-contiguous float32; `u` (or NULL) is a
- *                    second input of cu channels at half the
- *                    resolution, (n, cu, h / 2, w / 2) with element strides us[0..3], which
- *                    enters nearest-upsampled x2 as input channels ci .. ci + cu - 1 (the main
- *                    stream of a top-down merge, upsampled in the padded scratch image only). The
- *                    weights come packed in blocks of CB = tdlib_conv_block() output channels over
- *                    all ci + cu inputs, wpk[block][ci + cu][k][k][CB] (zero-padded), and the bias
- *                    as bpk[block * CB + j]. Returns 0, or 1 where the scratch image could not be
+ *                    second input of cu channels at half the resolution, (n, cu, h / 2, w / 2)
+ *                    with element strides us[0..3], which enters nearest-upsampled x2 as input
+ *                    channels ci .. ci + cu - 1 (the main stream of a top-down merge, upsampled
+ *                    in the padded scratch image only). The weights come packed in blocks of
+ *                    CB = tdlib_conv_block() output channels over all ci + cu inputs,
+ *                    wpk[block][ci + cu][k][k][CB] (zero-padded), and the bias as
+ *                    bpk[block * CB + j]. Returns 0, or 1 where the scratch image could not be
  *                    allocated.
  *   tdlib_conv1x1_nchw  the 1x1 case: each image one row of h * w pixels, no padding, no packing.
  *
