@@ -117,6 +117,9 @@ class DataConfig:
         image_size: Imagenette crop / validation size (paper 128); ``None`` = dataset default.
         resize_size: Imagenette training resize before the random crop (paper 156).
         download: allow torchvision downloads when the files are not found (needs internet).
+        hold_out_boxed: Imagenette: keep the training images that have object boxes
+            (:mod:`tdlib.data.boxes`) out of every split, so the localisation scores are measured
+            on images the model never saw (hashed only when set).
     """
 
     dataset: str
@@ -128,6 +131,7 @@ class DataConfig:
     image_size: int | None = None
     resize_size: int | None = None
     download: bool = field(default=True, metadata={"hash": False})
+    hold_out_boxed: bool = field(default=False, metadata={"hash": "if-set"})
 
     def __post_init__(self) -> None:
         check_name("dataset", self.dataset, DATASETS)
@@ -141,6 +145,10 @@ class DataConfig:
         _int("DataConfig", "image_size", self.image_size, minimum=8, optional=True)
         _int("DataConfig", "resize_size", self.resize_size, minimum=8, optional=True)
         _bool("DataConfig", "download", self.download)
+        _bool("DataConfig", "hold_out_boxed", self.hold_out_boxed)
+        if self.hold_out_boxed and self.dataset != "imagenette":
+            raise ConfigError("DataConfig.hold_out_boxed applies to 'imagenette' only (the only "
+                              f"dataset with object boxes), not {self.dataset!r}")
         if (self.image_size is not None and self.resize_size is not None
                 and self.resize_size < self.image_size):
             raise ConfigError(
@@ -389,6 +397,7 @@ def run_config(
     pyramid: str = "gaussian",
     merge: str = "add_concat",
     amp: bool = False,
+    image_size: int | None = None,
 ) -> RunConfig:
     """The reference recipe for ``backbone``/``variant`` on ``dataset``, scaled by ``profile``.
 
@@ -413,12 +422,17 @@ def run_config(
             f"{', '.join(DATASET_BACKBONES[dataset])}"
         )
     p_epochs, lr, wd, batch = _paper_recipe(dataset, backbone, variant)
+    if image_size is not None and dataset != "imagenette":
+        raise ConfigError(f"image_size applies to 'imagenette' only; {dataset!r} has a fixed size")
     if dataset == "imagenette":
+        size = image_size if image_size is not None else prof.imagenette_image_size
+        resize = (prof.imagenette_resize_size if image_size is None
+                  else round(image_size * 156 / 128))  # the paper's crop / resize ratio
         data = DataConfig(
             dataset=dataset, root=root,
             train_per_class=prof.imagenette_train_per_class,
             test_per_class=prof.imagenette_val_per_class,
-            image_size=prof.imagenette_image_size, resize_size=prof.imagenette_resize_size,
+            image_size=size, resize_size=resize, hold_out_boxed=True,
         )
         prof_epochs, reps_default = prof.imagenette_epochs, 1
     else:

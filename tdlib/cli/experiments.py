@@ -36,7 +36,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from tdlib.training import fit_or_load, get_dataset, mean_std
 
     cfg = run_config(a.dataset, a.backbone, a.variant, profile=a.profile, epochs=a.epochs,
-                     seed=a.seed, root=a.data_root, repetitions=a.repetitions, amp=a.bf16)
+                     seed=a.seed, root=a.data_root, repetitions=a.repetitions, amp=a.bf16,
+                     image_size=a.image_size)
     data = get_dataset(cfg.data)  # data first: nothing is created for a dataset that is missing
     results = [fit_or_load(cfg, rep=r, runs_root=a.run_dir, device=a.device, data=data,
                            progress=not a.json) for r in range(cfg.train.repetitions)]
@@ -138,6 +139,8 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs")
     p.add_argument("--repetitions", type=positive_int, default=1,
                    help="repetitions with seeds seed..seed+R-1 (default 1)")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="imagenette only: crop size (paper 128; the resize keeps the paper's 128/156)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast (CUDA or CPU; default fp32 as the paper); its own run folder")
     add_common(p)

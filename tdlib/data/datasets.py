@@ -123,6 +123,7 @@ class DatasetBundle:
     pixel_mean: torch.Tensor
     train_transform: BatchTransform | None
     input_shape: tuple[int, int, int]
+    held_out_boxed: int = 0  # Imagenette training images with boxes kept out of every split
 
     @property
     def name(self) -> str:
@@ -340,6 +341,15 @@ def _load_imagenette(cfg: DataConfig, spec: DatasetSpec, root: Path) -> DatasetB
         raise
     except DataError as exc:  # a split folder missing: the dataset is not (fully) there
         raise _missing(cfg, base, exc) from exc
+    held_out = 0
+    if cfg.hold_out_boxed:  # boxed training images are kept for the localisation scores
+        from tdlib.data.boxes import read_boxes
+
+        boxed = {name for (split, name) in read_boxes() if split == "train"}
+        keep = np.array([f.name not in boxed for f in tr_files])
+        held_out = int((~keep).sum())
+        tr_files = [f for f, k in zip(tr_files, keep, strict=True) if k]
+        tr_y = tr_y[keep]
     sub = stratified_subset(tr_y, cfg.train_per_class, cfg.split_seed)
     tr_idx, va_idx = holdout_split(len(sub), cfg.val_fraction, cfg.split_seed)
     train_sel, val_sel = sub[tr_idx], sub[va_idx]
@@ -360,6 +370,7 @@ def _load_imagenette(cfg: DataConfig, spec: DatasetSpec, root: Path) -> DatasetB
         pixel_mean=mean,
         train_transform=ImagenetteTrain(size),
         input_shape=(3, size, size),
+        held_out_boxed=held_out,
     )
 
 

@@ -112,6 +112,8 @@ def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None
             "nesterov": cfg.train.nesterov, "weight_decay_keras_l2": cfg.train.weight_decay,
             "train_images": _train_images(cfg),
             "validation_fraction": cfg.data.val_fraction,
+            **({"image_size": cfg.data.image_size, "resize_size": cfg.data.resize_size,
+                "boxed_train_images_held_out": _held_out(cfg)} if plan.dataset == "imagenette" else {}),
         },
         command=plan.command,
         training={
@@ -137,6 +139,12 @@ def _train_images(cfg: Any) -> int:
     from tdlib.training import get_dataset
 
     return len(get_dataset(cfg.data).train)
+
+
+def _held_out(cfg: Any) -> int:
+    from tdlib.training import get_dataset
+
+    return int(get_dataset(cfg.data).held_out_boxed)
 
 
 def _paper_epochs(plan: PlanEntry) -> int:

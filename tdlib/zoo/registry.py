@@ -52,10 +52,17 @@ def _build(entry: ZooEntry) -> nn.Module:
 
     spec = SPECS[entry.dataset]
     c, h, _ = spec.input_shape
+    h = _image_size(entry) or h
     model = entry.config.get("model", {})
     return build_model(entry.backbone, entry.variant, spec.num_classes, in_channels=c,
                        input_size=h, pyramid=model.get("pyramid", "gaussian"),
                        merge=model.get("merge", "add_concat"))
+
+
+def _image_size(entry: ZooEntry) -> int | None:
+    """The input size the entry was trained at, where the dataset has several (Imagenette)."""
+    size = entry.config.get("data", {}).get("image_size")
+    return int(size) if size is not None else None
 
 
 def load_entry(entry: ZooEntry, root: str | os.PathLike[str] | None = None,
@@ -156,7 +163,10 @@ def evaluate_entry(entry: ZooEntry, *, root: str | os.PathLike[str] | None = Non
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache is recomputed
     model = load_entry(entry, root, device)
-    data = load_dataset(entry.dataset, root=data_root, test_per_class=None)
+    size = _image_size(entry)
+    extra = {"image_size": size, "resize_size": size} if size is not None else {}
+    data = load_dataset(entry.dataset, root=data_root, test_per_class=None, train_per_class=1,
+                        **extra)
     x, y = data.test.images(), data.test.y
     if model.training:  # pragma: no cover - load_entry returns eval mode
         model.eval()
