@@ -331,6 +331,8 @@ class Profile:
     #: backbones notebook 01 trains live when its BACKBONES is None (None: every backbone the
     #: reference trains on the chosen datasets)
     exp1_backbones: tuple[str, ...] | None = None
+    #: Imagenette images with object boxes scored for localisation (None: all 1,113)
+    imagenette_boxes: int | None = None
 
 
 _PROFILES: dict[str, Profile] = {
@@ -340,6 +342,7 @@ _PROFILES: dict[str, Profile] = {
         imagenette_train_per_class=4, imagenette_val_per_class=2,
         imagenette_image_size=32, imagenette_resize_size=40, imagenette_epochs=1,
         exp2_attacks=("salt_and_pepper", "additive_gaussian", "gaussian_blur", "spatial"),
+        imagenette_boxes=20,
     ),
     "quick": Profile(
         name="quick", train_per_class=400, test_per_class=100, epochs=4, repetitions=1,

@@ -20,7 +20,7 @@ from tdlib.errors import DataError, UnknownNameError
     [
         ("mnist", (1, 28, 28), 60_000, 10_000),
         ("fashion_mnist", (1, 28, 28), 60_000, 10_000),
-        ("cifar10", (3, 32, 32), 15_000, 10_000),  # the mirror's train subset
+        ("cifar10", (3, 32, 32), 50_000, 10_000),  # cifar10-jpeg/: the full splits
     ],
 )
 def test_full_splits(name: str, shape: tuple[int, ...], n_train: int, n_test: int) -> None:

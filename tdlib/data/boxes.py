@@ -98,7 +98,8 @@ def read_boxes(path: str | os.PathLike[str] | None = None) -> dict[tuple[str, st
 
 
 def box_mask(boxes: list[Box], size: int) -> np.ndarray:
-    """A ``size x size`` bool mask: True on pixels whose centre lies inside any of ``boxes``."""
+    """A ``size x size`` bool mask: True on pixels whose centre lies inside any of ``boxes``, and
+    on the pixel holding each box's centre (so a box smaller than a pixel is never empty)."""
     centres = np.arange(size) + 0.5
     mask = np.zeros((size, size), dtype=bool)
     for b in boxes:
@@ -106,4 +107,5 @@ def box_mask(boxes: list[Box], size: int) -> np.ndarray:
         cols = (centres >= x0) & (centres < x1)
         rows = (centres >= y0) & (centres < y1)
         mask |= rows[:, None] & cols[None, :]
+        mask[min(int((y0 + y1) / 2), size - 1), min(int((x0 + x1) / 2), size - 1)] = True
     return mask

@@ -53,11 +53,11 @@ SPECS: dict[str, DatasetSpec] = {
     ),
     "cifar10": DatasetSpec(
         "cifar10", (3, 32, 32), 10, "pixel_mean",
-        "cifar-10-batches-py/ (torchvision) or cifar10/{train,test}.npz",
+        "cifar-10-batches-py/ (torchvision) or cifar10-jpeg/{train,test}/<class>/*.jpg",
     ),
     "cifar10_aug": DatasetSpec(
         "cifar10_aug", (3, 32, 32), 10, "pixel_mean",
-        "cifar-10-batches-py/ (torchvision) or cifar10/{train,test}.npz",
+        "cifar-10-batches-py/ (torchvision) or cifar10-jpeg/{train,test}/<class>/*.jpg",
     ),
     "imagenette": DatasetSpec(
         "imagenette", (3, 128, 128), 10, "pixel_mean", "imagenette2-160/{train,val}/<wnid>/*.JPEG"
@@ -200,7 +200,7 @@ def _read_cifar_pickles(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray
         raise DataCorruptError(
             f"the CIFAR-10 batches in {str(root / 'cifar-10-batches-py')!r} are incomplete or "
             f"corrupted ({_one_line(exc)}); restore the folder from the original archive, or remove "
-            "it so that cifar10/{train,test}.npz is used"
+            "it so that cifar10-jpeg/{train,test}/<class>/*.jpg is used"
         ) from exc
     return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64)
 
@@ -214,8 +214,7 @@ def _read_split(cfg: DataConfig, root: Path, train: bool) -> tuple[np.ndarray, n
             return arr.x, arr.y
         if sources.cifar_pickles_present(root):
             return _read_cifar_pickles(root, train)
-        arr, _ = sources.read_cifar_npz(root, train)
-        return arr.x, arr.y
+        return _read_cifar_jpeg(root, train)
     except DataCorruptError:
         raise  # present but damaged: a download would not fix it
     except DataError as exc:
@@ -225,6 +224,21 @@ def _read_split(cfg: DataConfig, root: Path, train: bool) -> tuple[np.ndarray, n
             return _torchvision_download(name, train)
         except Exception as dl_exc:  # no network, server error, ...
             raise _missing(cfg, root, dl_exc) from dl_exc
+
+
+def _read_cifar_jpeg(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``root/cifar10-jpeg/<split>/<class>/NNNN.jpg``: verified against the shipped manifest and
+    decoded once, then cached (uint8 N×3×32×32) under ``$TDLIB_CACHE/decoded``, keyed by the files'
+    paths, sizes and mtimes (a cache hit skips the verification: the files are unchanged)."""
+    split = "train" if train else "test"
+    files, labels, stats = sources.cifar_jpeg_files(root, split)
+    key = sources.cifar_jpeg_cache_key(root, split, files, stats)
+    path = cache_dir() / "decoded" / f"cifar10-jpeg-{split}-{key}.npy"
+    x = _load_cache(path, (len(files), 3, 32, 32))
+    if x is None:
+        x = sources.decode_cifar_jpeg(root, split, files, labels)
+        _save_cache(path, x)
+    return x, labels
 
 
 def _imagenette_root(cfg: DataConfig, root: Path) -> Path:
@@ -249,14 +263,28 @@ def _decode_cached(files: list[Path], size: int) -> np.ndarray:
         ("\n".join(f"{f}:{f.stat().st_size}" for f in files) + f"|{size}").encode()
     ).hexdigest()[:16]
     path = cache_dir() / "decoded" / f"imagenette-{size}-{key}.npy"
-    if path.is_file():
-        try:
-            arr = np.load(path, allow_pickle=False)
-            if arr.shape == (len(files), 3, size, size):
-                return np.asarray(arr)
-        except (OSError, ValueError):
-            pass  # a corrupt cache entry is rebuilt below
-    arr = sources.decode_images(files, size)
+    arr = _load_cache(path, (len(files), 3, size, size))
+    if arr is None:
+        arr = sources.decode_images(files, size)
+        _save_cache(path, arr)
+    return arr
+
+
+def _load_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A cached uint8 array of ``shape`` (``None`` when absent, damaged or of another shape)."""
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a corrupt cache entry is rebuilt by the caller
+    if arr.shape != shape or arr.dtype != np.uint8:
+        return None
+    return np.asarray(arr)
+
+
+def _save_cache(path: Path, arr: np.ndarray) -> None:
+    """Write ``arr`` to ``path`` atomically; a failure is ignored (the cache is an optimisation)."""
     try:
         import io
 
@@ -264,8 +292,7 @@ def _decode_cached(files: list[Path], size: int) -> np.ndarray:
         np.save(buf, arr, allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())
     except OSError:
-        pass  # the cache is an optimisation only
-    return arr
+        pass
 
 
 # --------------------------------------------------------------------------- entry point
@@ -311,8 +338,7 @@ def load_dataset(cfg: DataConfig | str, **overrides: object) -> DatasetBundle:
         classes = MNIST_CLASSES if cfg.dataset == "mnist" else FASHION_CLASSES
         transform: BatchTransform | None = None
     else:
-        classes = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+        classes = sources.CIFAR10_CLASSES
         transform = ShiftFlip(0.1) if cfg.dataset == "cifar10_aug" else None
     return DatasetBundle(
         spec=spec,
@@ -374,3 +400,78 @@ def _load_imagenette(cfg: DataConfig, spec: DatasetSpec, root: Path) -> DatasetB
     )
 
 
+
+
+@dataclass(frozen=True)
+class BoxedImages:
+    """Imagenette images that have object boxes, at the model's input size.
+
+    Attributes:
+        x: (N, 3, S, S) uint8 images, squash-resized as the validation images are.
+        y: (N,) labels (indices into ``classes``).
+        masks: (N, S, S) bool, True inside any of the image's boxes (:func:`tdlib.data.boxes.box_mask`).
+        split: per image, ``"val"`` (a validation image) or ``"train"`` (a training image held out
+            of training, ``DataConfig.hold_out_boxed``).
+        names: file names.
+        classes: class names in label order.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    masks: torch.Tensor
+    split: tuple[str, ...]
+    names: tuple[str, ...]
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def images(self) -> torch.Tensor:
+        """Float images in [0, 1]."""
+        return self.x.float().div_(255.0)
+
+
+def load_boxed_imagenette(size: int, root: str | None = None, *,
+                          boxes_file: str | Path | None = None) -> BoxedImages:
+    """Every Imagenette image with an object box (validation images, then the boxed training
+    images that ``hold_out_boxed`` keeps out of training), at ``size``² with its box mask.
+
+    Raises:
+        DataError: the dataset or the boxes file is missing.
+        DataCorruptError: a malformed boxes file, a box outside its image, a box whose class is not
+            its image's class, or a boxed file the dataset does not hold.
+    """
+    from tdlib.data.boxes import box_mask, read_boxes
+
+    cfg = DataConfig(dataset="imagenette", root=root, image_size=size, resize_size=size)
+    base = _imagenette_root(cfg, data_root(root))
+    boxes = read_boxes(boxes_file)
+    files: list[Path] = []
+    ys: list[int] = []
+    masks: list[np.ndarray] = []
+    splits: list[str] = []
+    for split in ("val", "train"):
+        paths, labels, wnids = sources.imagenette_files(base, split, IMAGENETTE_WNIDS)
+        by_name = {p.name: (p, int(lab)) for p, lab in zip(paths, labels, strict=True)}
+        for (s, name), bs in sorted(boxes.items()):
+            if s != split:
+                continue
+            if name not in by_name:
+                raise DataCorruptError(
+                    f"the boxes file names {split}/{name}, which {str(base / 'imagenette2-160')!r} "
+                    "does not hold: the boxes belong to another copy of Imagenette; restore the "
+                    "dataset or use the boxes file that came with it")
+            path, label = by_name[name]
+            if any(b.wnid != wnids[label] for b in bs):
+                raise DataCorruptError(f"a box of {split}/{name} names class "
+                                       f"{bs[0].wnid}, but the image is in {wnids[label]}")
+            files.append(path)
+            ys.append(label)
+            masks.append(box_mask(bs, size))
+            splits.append(split)
+    x = _decode_cached(files, size)
+    return BoxedImages(
+        x=torch.from_numpy(np.ascontiguousarray(x)), y=torch.tensor(ys, dtype=torch.int64),
+        masks=torch.from_numpy(np.stack(masks)), split=tuple(splits),
+        names=tuple(f.name for f in files),
+        classes=tuple(IMAGENETTE_NAMES.get(w, w) for w in IMAGENETTE_WNIDS))

@@ -53,7 +53,7 @@ def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     if explicit is None:
         return cache_dir() / "data"
     fix = (f"point {DATA_ENV} (or DATA_DIR / --data-root) at a folder in torchvision's layout, "
-           "e.g. one holding MNIST/raw, FashionMNIST/raw, cifar10/*.npz, imagenette2-160/")
+           "e.g. one holding MNIST/raw, FashionMNIST/raw, cifar10-jpeg/, imagenette2-160/")
     if not str(explicit).strip():
         raise DataError(f"the data root (from the {source}) is an empty path; {fix}, or leave it "
                         "unset for the default")

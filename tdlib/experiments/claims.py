@@ -126,6 +126,12 @@ CLAIMS: dict[str, ClaimSpec] = {
         "imagenette", "On Imagenette, BU is more accurate than TD (supp. 2.1)",
         "BU about 4 points above TD",
         "BU − TD test accuracy, paired over validation images", " pts", 0.0, "above"),
+    "imagenette_localisation": ClaimSpec(
+        "imagenette_localisation",
+        "TD Grad-CAM maps are better localised on Imagenette, scored on real object boxes (beyond the paper)",
+        "better-localised maps (Figure 5, qualitative)",
+        "TD − BU share of the predicted class's Grad-CAM energy inside the object boxes at the final "
+        "feature map, paired over boxed images, class-balanced mean", "", 0.0, "above"),
 }
 
 
@@ -138,13 +144,14 @@ class ModelGrade:
     backbone: str
     accuracy: float  # %
     n: int
+    variant: str = ""
 
 
 def guard_reason(models: Iterable[ModelGrade]) -> str | None:
     """Why these models may not decide a claim (``None`` when all are claim-grade)."""
     problems = []
     for m in models:
-        floor = claim_grade_floor(m.dataset, m.backbone)
+        floor = claim_grade_floor(m.dataset, m.backbone, m.variant)
         if floor is None:
             problems.append(f"{m.label}: no accuracy floor defined for {m.dataset}/{m.backbone}")
         elif not m.accuracy >= floor.accuracy:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tdlib.bitstring import bits
+from tdlib.data import BoxedImages, load_boxed_imagenette
 from tdlib.experiments.models import ProvidedModel, provide, zoo_has
 from tdlib.experiments.params import Common, ImagenetteParams, LocalisationParams
 from tdlib.experiments.records import (
@@ -26,7 +27,7 @@ from tdlib.experiments.records import (
 )
 from tdlib.experiments.robustness import test_sample
 from tdlib.explain import gradcam, road_scores
-from tdlib.explain.gradcam import Normalisation, Output
+from tdlib.explain.gradcam import Normalisation, Output, stage_names
 from tdlib.explain.localization import localization_per_image
 from tdlib.training import mean_std, predict
 
@@ -35,6 +36,7 @@ __all__ = [
     "ImagenetteRun",
     "LocalisationRun",
     "aggregate",
+    "box_localisation",
     "correctly_classified",
     "run_imagenette",
     "run_localisation",
@@ -125,21 +127,72 @@ class ImagenetteRun:
     models: dict[str, ProvidedModel]
 
 
+#: boxed images scored at the stages that do not vote (their means are shown only)
+STAGE_SAMPLE = 64
+
+
+def _zoo_correct(pm: ProvidedModel) -> str | None:
+    """Per-image correctness of a zoo model on its full validation set (cached per weights)."""
+    if pm.ref.source != "zoo":
+        return None
+    from tdlib.zoo import evaluate_entry, find_entry
+
+    res = evaluate_entry(find_entry(pm.ref.dataset, pm.ref.backbone, pm.ref.variant, pm.ref.seed))
+    return bits(res.correct)
+
+
+def box_localisation(model: torch.nn.Module, boxed: BoxedImages, *, n: int | None = None,
+                     stage_sample: int = STAGE_SAMPLE) -> tuple[torch.Tensor, torch.Tensor,
+                                                               dict[str, dict[str, float]]]:
+    """Score ``model``'s Grad-CAM maps (the predicted class, the reference's normalisation and
+    softmax target, upsampled to the input size) against the object boxes.
+
+    Returns:
+        (energy, pointing) per boxed image at the final feature map (the first ``n``, all if
+        ``None``), and the mean scores of every other stage on the first ``stage_sample`` images.
+    """
+    x = boxed.images()
+    masks = boxed.masks
+    if n is not None:
+        x, masks = x[:n], masks[:n]
+    final = str(getattr(model, "default_cam_stage", ""))
+    energy, hits = localization_per_image(model, x, stages=[final], masks=masks)[final]
+    others = [st for st in stage_names(model) if st != final]
+    k = min(stage_sample, len(x))
+    shown: dict[str, dict[str, float]] = {}
+    if others and k:
+        for st, (e, h) in localization_per_image(model, x[:k], stages=others, masks=masks[:k]).items():
+            shown[st] = {"images": float(k), "energy": float(e.mean()), "pointing": float(h.float().mean())}
+    return energy, hits, shown
+
+
 def run_imagenette(params: ImagenetteParams, *, progress: bool = True) -> ImagenetteRun:
-    """Train (or reuse) ResNet18-half BU and TD; score accuracy and ROAD on validation images."""
-    models = {v: provide("imagenette", "resnet18_half", v, params.common, pretrained=False,
-                         progress=progress) for v in ("bu", "td")}
+    """ResNet18-half BU and TD (the zoo's, or trained at the profile's size): accuracy on the
+    validation images, ROAD on a sample, and Grad-CAM localisation on every boxed image."""
+    models = {v: provide("imagenette", "resnet18_half", v, params.common, pretrained=params.use_zoo,
+                         require_zoo=params.pretrained is True, progress=progress)
+              for v in ("bu", "td")}
     evals = []
     for pm in models.values():
         model = pm.model.cpu().eval()
-        x_all, y_all = pm.data.test.images(), pm.data.test.y
-        correct = (predict(model, x_all, device=torch.device("cpu")) == y_all).numpy()
+        correct = _zoo_correct(pm)
+        if correct is None:
+            x_all, y_all = pm.data.test.images(), pm.data.test.y
+            correct = bits((predict(model, x_all, device=torch.device("cpu")) == y_all).numpy())
         xs, _ys = test_sample(pm.data, params.score_images, params.common.seed)
         road = road_scores(model, xs, gradcam(model, xs))
+        size = pm.data.input_shape[-1]
+        boxed = load_boxed_imagenette(size, params.common.data_dir)
+        energy, hits, shown = box_localisation(model, boxed, n=params.box_images)
         tpc = pm.config.data.test_per_class
-        test_set = f"imagenette val, {'all' if tpc is None else tpc}/class"
-        evals.append(ImagenetteEval(pm.ref, test_set, bits(correct), tuple(road.tolist()),
-                                    str(getattr(model, "default_cam_stage", ""))))
+        test_set = f"imagenette val, {'all' if tpc is None else tpc}/class, {size} px"
+        box_images = (f"imagenette boxed images at {size} px: {len(energy)} of {len(boxed)} "
+                      "(val, then boxed train images held out of training)")
+        evals.append(ImagenetteEval(
+            pm.ref, test_set, correct, tuple(road.tolist()),
+            str(getattr(model, "default_cam_stage", "")), box_images,
+            tuple(boxed.y[: len(energy)].tolist()), tuple(energy.tolist()), bits(hits.numpy()),
+            shown))
     return ImagenetteRun(ImagenetteResult(params.meta(), tuple(evals)), models)
 
 

@@ -8,7 +8,7 @@ error; with the profile's default it is trained instead (and its :class:`ModelRe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -64,10 +64,11 @@ def provide(dataset: str, backbone: str, variant: str, common: Common, *, pretra
         except UnknownNameError as exc:
             raise ConfigError(f"{exc}; set PRETRAINED=False to train it at this profile") from exc
         model = load_entry(entry)
+        size = entry.config.get("data", {}).get("image_size") if dataset == "imagenette" else None
         cfg = run_config(dataset, backbone, variant, profile="paper", epochs=entry.recipe["epochs"],
                          seed=seed, repetitions=1, root=common.data_dir,
-                         amp=bool(entry.config["train"].get("amp")))
-        data = load_dataset(dataset, root=common.data_dir, test_per_class=None)
+                         amp=bool(entry.config["train"].get("amp")), image_size=size)
+        data = load_dataset(replace(cfg.data, test_per_class=None))
         ref = ModelRef(dataset, backbone, variant, seed, "zoo", entry.name, entry.test_accuracy,
                        entry.test_images)
         return ProvidedModel(ref, model, data, cfg, f"zoo-{entry.name}-{entry.sha256[:12]}")

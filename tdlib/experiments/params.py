@@ -428,12 +428,25 @@ class ImagenetteParams(ExperimentParams):
     NOTEBOOK: ClassVar[str] = "04_imagenette_explainability"
     n_images: int = _nb("N_IMAGES", 8, "an integer >= 1: images in the Figure 5 layout")
     n_score: int | None = _nb("N_SCORE", None, "None (the profile's, at most 100) or >= 1")
+    n_boxes: int | None = _nb("N_BOXES", None, "None (every boxed image) or >= 1")
+    pretrained: bool | None = _nb("PRETRAINED", None, "None (the profile's), True (the zoo) or False")
 
     def __post_init__(self) -> None:
         _opt_int("N_IMAGES", self.n_images)
         if self.n_images is None:
             raise _err("N_IMAGES", self.n_images, "an integer >= 1")
         _opt_int("N_SCORE", self.n_score)
+        _opt_int("N_BOXES", self.n_boxes)
+        _opt_bool("PRETRAINED", self.pretrained)
+
+    @property
+    def use_zoo(self) -> bool:
+        return _pretrained(self)
+
+    @property
+    def box_images(self) -> int | None:
+        """Boxed images scored for localisation (``None``: all)."""
+        return self.n_boxes if self.n_boxes is not None else self.prof.imagenette_boxes
 
     @property
     def score_images(self) -> int:
@@ -441,7 +454,7 @@ class ImagenetteParams(ExperimentParams):
 
     def resolved(self) -> dict[str, Any]:
         out = super().resolved()
-        out.update(N_SCORE=self.score_images)
+        out.update(N_SCORE=self.score_images, N_BOXES=self.box_images, PRETRAINED=self.use_zoo)
         return out
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "paired_accuracy_gap",
     "paired_mean",
     "pooled_median",
+    "stratified_paired_mean",
 ]
 
 DEFAULT_RESAMPLES = 2000
@@ -97,6 +98,33 @@ def paired_mean(d: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES, seed: int 
     low, high = bootstrap(lambda idx: d[idx].mean(axis=1), n, resamples=resamples, seed=seed,
                           level=level)
     return Estimate(float(d.mean()), low, high, n)
+
+
+def stratified_paired_mean(d: np.ndarray, groups: np.ndarray, *,
+                           resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                           level: float = 0.95) -> Estimate:
+    """Group-balanced mean of paired differences: the mean over groups of each group's mean of
+    ``d``, with a bootstrap that resamples items within each group (so every group keeps its size
+    and weighs the same whatever its size).
+
+    Args:
+        d: (n,) paired differences.
+        groups: (n,) group label of each item (e.g. the class).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    g = np.asarray(groups)
+    if d.shape != g.shape or d.ndim != 1:
+        raise ValueError(f"d and groups must be 1-D of the same length, got {d.shape} and {g.shape}")
+    if d.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    members = [d[g == k] for k in np.unique(g)]
+    value = float(np.mean([m.mean() for m in members]))
+    rng = np.random.default_rng(seed)
+    stats = np.zeros(resamples)
+    for m in members:
+        stats += m[rng.integers(0, m.size, size=(resamples, m.size))].mean(axis=1)
+    low, high = _interval(stats / len(members), level)
+    return Estimate(value, low, high, int(d.size))
 
 
 def paired_accuracy_gap(correct_a: np.ndarray, correct_b: np.ndarray, *,

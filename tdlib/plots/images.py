@@ -75,6 +75,7 @@ def plot_cam_grid(
     alpha: float | None = 0.5,
     cmap: str = "jet",
     panel_size: float = 1.6,
+    outlines: torch.Tensor | None = None,
 ) -> Figure:
     """Grid in the layout of the supplement's Figure 5: image row, then one heatmap row per model.
 
@@ -89,6 +90,8 @@ def plot_cam_grid(
         alpha: overlay weight; ``None`` draws bare heatmaps.
         cmap: matplotlib colormap.
         panel_size: inches per panel.
+        outlines: (N, H, W) boolean masks (e.g. object boxes) drawn as white outlines on every
+            panel of their image.
 
     Returns:
         The new figure.
@@ -96,6 +99,9 @@ def plot_cam_grid(
     import matplotlib.pyplot as plt
 
     n = images.shape[0]
+    if outlines is not None and tuple(outlines.shape) != (n, *images.shape[2:]):
+        raise InputShapeError(f"outlines have shape {tuple(outlines.shape)}, expected "
+                              f"{(n, *images.shape[2:])}")
     if images.ndim != 4:
         raise InputShapeError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
     for label, cams in cams_by_model.items():
@@ -127,6 +133,10 @@ def plot_cam_grid(
             ax.set_title(titles[i], fontsize=8)
         for k, cams in enumerate(cams_by_model.values(), start=1):
             plot_cam(images[i], cams[i], ax=axes[row0 + k, col], alpha=alpha, cmap=cmap)
+        if outlines is not None:
+            m = outlines[i].detach().float().cpu().numpy()
+            for k in range(per_block):
+                axes[row0 + k, col].contour(m, levels=[0.5], colors="white", linewidths=1.0)
         for k in range(per_block):
             axes[row0 + k, col].set_axis_on()
             axes[row0 + k, col].set_xticks([])
