@@ -195,15 +195,10 @@ def _foolbox2_section(f: dict[str, Any]) -> list[str]:
                "sends queries (fewer where a candidate is the clean image: single pixel, S&P, blur), and its "
                "time is the batched forward per candidate. The speed-up is therefore bounded by foolbox 2's cost "
                "per query (a one-image forward with autograd on, plus its bookkeeping) over the per-image cost of "
-               "a batched forward, the last column. tdlib's forwards run on a private inference copy of the model "
-               "(`tdlib.attacks.queries.query_model`): BatchNorm folded, concatenating merges split, and in a "
-               "PlainTD the nearest upsampling folded into polyphase merge convolutions and a narrow "
-               "full-resolution level run by tdlib's compiled convolution (`tdlib.native.NarrowConv`, AVX-512 "
-               "builds) or else on the 2x2 space-to-depth image (`tdlib.attacks.fastgraph`); batches are padded "
-               "to 40 sizes that oneDNN's kernel cache holds. Its float rounding differs from the model's by "
-               "about 1e-5: Pointwise's bisections sit on the decision boundary, and the images where it "
-               "differs from foolbox 2 are near-ties decided the other way (with the unmodified model as the "
-               "query model tdlib agrees on 90/90).\n")
+               "a batched forward, the last column. tdlib's forwards run the model itself "
+               "(`tdlib.attacks.queries.QueryModel`: eval mode, `torch.inference_mode`, on the model's device), "
+               "with batches padded to 40 sizes that oneDNN's kernel cache holds; no copy or rewrite of the "
+               "model, so the queries are answered by the function foolbox 2 queries.\n")
     return out
 
 

@@ -22,23 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tdlib.errors import ConfigError, check_name
-
-DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "cifar10_aug", "imagenette")
-BACKBONES: tuple[str, ...] = ("lenetfc", "nin_light", "nin", "resnet32", "resnet18_half")
-VARIANTS: tuple[str, ...] = ("bu", "td", "td_uni", "td_rev")
-PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
-PYRAMIDS: tuple[str, ...] = ("gaussian", "noblur", "pool", "antialias")
-MERGES: tuple[str, ...] = ("add", "concat", "add_concat")
-PROTOCOLS: tuple[str, ...] = ("paper", "minimal")
-
-#: Backbones the reference trains on each dataset (reference notes 3.1 and 3.3).
-DATASET_BACKBONES: dict[str, tuple[str, ...]] = {
-    "mnist": ("lenetfc", "nin_light"),
-    "fashion_mnist": ("lenetfc", "nin_light"),
-    "cifar10": ("resnet32", "nin"),
-    "cifar10_aug": ("resnet32", "nin"),
-    "imagenette": ("resnet18_half",),
-}
+from tdlib.names import (  # noqa: F401  (re-exported: the names of config records)
+    BACKBONES,
+    DATASET_BACKBONES,
+    DATASETS,
+    MERGES,
+    PROFILES,
+    PROTOCOLS,
+    PYRAMIDS,
+    VARIANTS,
+)
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -80,16 +73,6 @@ def _bool(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
         return
     if not isinstance(value, bool):
         raise ConfigError(f"{owner}.{name} must be True or False, got {value!r}")
-
-
-def _str_tuple(owner: str, name: str, value: Any, accepted: tuple[str, ...], kind: str) -> None:
-    if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
-        raise ConfigError(
-            f"{owner}.{name} must be a non-empty list of {kind} names, got {value!r}; "
-            f"accepted: {', '.join(accepted)}"
-        )
-    for item in value:
-        check_name(kind, item, accepted)
 
 
 def as_tuple(value: Any) -> tuple[Any, ...]:
@@ -236,28 +219,6 @@ class TrainConfig:
         """Learning rate used during (0-based) ``epoch``."""
         drops = sum(1 for m in self.milestones() if epoch >= m)
         return float(self.lr * self.lr_factor**drops)
-
-
-@dataclass(frozen=True)
-class AttackConfig:
-    """Exp 2 settings (reference notes 3.2)."""
-
-    attacks: tuple[str, ...]
-    n_samples: int | None = None
-    repetitions: int = 3
-    batch_size: int = 128
-    protocol: str = "paper"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from tdlib.attacks import ATTACKS  # local: attacks import foolbox lazily
-
-        _str_tuple("AttackConfig", "attacks", self.attacks, tuple(ATTACKS), "attack")
-        _int("AttackConfig", "n_samples", self.n_samples, optional=True)
-        _int("AttackConfig", "repetitions", self.repetitions)
-        _int("AttackConfig", "batch_size", self.batch_size)
-        check_name("attack protocol", self.protocol, PROTOCOLS)
-        _int("AttackConfig", "seed", self.seed, minimum=0)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ class DiskFullError(RunDirError):
     """A write failed because the disk (or the user's quota) is full; the previous file is intact."""
 
 
+def one_line(why: object) -> str:
+    """Any error (or message) as one line: whitespace collapsed, the type's name if empty."""
+    return " ".join(str(why).split()) or type(why).__name__
+
+
 def check_name(kind: str, name: object, accepted: Iterable[str]) -> str:
     """Return ``name`` if it is one of ``accepted``; raise :class:`UnknownNameError` otherwise."""
     accepted = list(accepted)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -39,7 +40,23 @@ def default_runs_root() -> Path:
 
 
 _FIX_DIR = "choose another with --run-dir / RUN_DIR or $TDLIB_RUNS"
-_FULL = (errno.ENOSPC, errno.EDQUOT)  # disk full, quota exceeded
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota exceeded, file-size limit
+
+
+def utc_now() -> str:
+    """UTC time stamp (ISO 8601, seconds) for manifests and result identities."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _checked_path(path: str | os.PathLike[str]) -> Path:
@@ -75,10 +92,16 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
 
 
 def _disk_full(path: Path, exc: OSError) -> DiskFullError:
+    if exc.errno == errno.EFBIG:
+        cause = ("the file would exceed the file-size limit of this process or file system "
+                 "(see `ulimit -f`)")
+        fix = "Raise the limit (e.g. `ulimit -f unlimited`)"
+    else:
+        cause = exc.strerror or "no space left on device"
+        fix = "Free some space (or raise the quota)"
     return DiskFullError(
-        f"cannot write {str(path)!r}: {exc.strerror or 'no space left on device'} "
-        f"(errno {exc.errno}); the previous version of the file, if any, is intact. Free some "
-        f"space (or raise the quota) and rerun: finished work is kept; or {_FIX_DIR}"
+        f"cannot write {str(path)!r}: {cause} (errno {exc.errno}); the previous version of the "
+        f"file, if any, is intact. {fix} and rerun: finished work is kept; or {_FIX_DIR}"
     )
 
 
@@ -95,7 +118,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     On any failure the temp file is removed and an existing file at ``path`` is left intact.
 
     Raises:
-        DiskFullError: the disk or the quota is full (``ENOSPC`` / ``EDQUOT``).
+        DiskFullError: the disk or the quota is full, or the file-size limit is reached
+            (``ENOSPC`` / ``EDQUOT`` / ``EFBIG``).
         OSError: any other failure of the write.
     """
     p = Path(path)

@@ -12,8 +12,11 @@ from torch import Tensor, nn
 from tdlib.attacks import (
     ATTACKS,
     PAPER_ATTACKS,
+    PROTOCOLS,
+    REGISTRIES,
     WHITEBOX_ATTACKS,
     AttackResult,
+    protocol_registry,
     robustness_sweep,
     run_attack,
 )
@@ -79,6 +82,28 @@ def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 def test_registry() -> None:
     assert len(PAPER_ATTACKS) == 10
     assert set(PAPER_ATTACKS) | set(WHITEBOX_ATTACKS) == set(ATTACKS)
+    assert tuple(REGISTRIES) == PROTOCOLS == ("paper", "minimal")
+    for protocol in PROTOCOLS:
+        assert tuple(protocol_registry(protocol)) == ATTACKS, protocol
+    paper, minimal = REGISTRIES["paper"], REGISTRIES["minimal"]
+    differ = {a for a in ATTACKS if paper[a] is not minimal[a]}
+    assert differ == {"single_pixel", "salt_and_pepper", "pointwise", "additive_gaussian", "additive_uniform",
+                      "blended_uniform", "spatial", "shifts"}
+    with pytest.raises(UnknownNameError, match="protocol"):
+        protocol_registry("v2")
+
+
+def test_attacks_never_look_at_the_protocol() -> None:
+    """The protocol picks a registry once; implementations get no protocol to branch on."""
+    import dataclasses
+
+    import tdlib.attacks as pkg
+    from tdlib.attacks.base import AttackContext
+
+    assert "protocol" not in {f.name for f in dataclasses.fields(AttackContext)}
+    for mod in pkg.__path__:
+        for path in sorted(Path(mod).glob("*.py")):
+            assert "ctx.protocol" not in path.read_text(), path
 
 
 @pytest.mark.parametrize("attack", PAPER_ATTACKS)
@@ -250,7 +275,7 @@ def test_batched_blur_and_contrast_match_foolbox(net: nn.Module, batch: tuple[Te
     ok = net(x).argmax(1) == y
     x, y = x[ok], y[ok]
     index = torch.arange(len(y))
-    ctx = AttackContext(model=net, protocol="paper", steps=50, epsilon=None, seed=0,
+    ctx = AttackContext(model=net, steps=50, epsilon=None, seed=0,
                         device=torch.device("cpu"), batch_size=16)
     ours, found = linear.gaussian_blur(ctx, x, y, index)
     ref, ref_found = fbox.gaussian_blur(ctx, x, y, index)
@@ -259,7 +284,7 @@ def test_batched_blur_and_contrast_match_foolbox(net: nn.Module, batch: tuple[Te
     ours_c, found_c = linear.contrast_reduction(ctx, x, y, index)
     # foolbox 3 with steps + 1 covers our grid e = k / steps shifted by one step
     ref_c, ref_found_c = fbox.contrast_reduction(
-        AttackContext(model=net, protocol="paper", steps=50, epsilon=None, seed=0,
+        AttackContext(model=net, steps=50, epsilon=None, seed=0,
                       device=torch.device("cpu"), batch_size=16), x, y, index)
     assert torch.equal(found_c.cpu(), ref_found_c.cpu() | found_c.cpu())
     l2_ours = (ours_c - x).flatten(1).norm(dim=1)[found_c]

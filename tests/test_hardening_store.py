@@ -46,6 +46,22 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --------------------------------------------------------------------------- tdlib.io
+def test_file_size_limit_is_the_disk_full_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ulimit -f``: the write fails with EFBIG (Python ignores SIGXFSZ); one clear error, the old
+    file intact."""
+    p = tmp_path / "model.pt"
+    io.atomic_write_bytes(p, b"old")
+
+    def write(fd: int, data: object) -> int:
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(DiskFullError, match="ulimit -f"):
+        io.atomic_write_bytes(p, b"new" * 100)
+    monkeypatch.undo()
+    assert p.read_bytes() == b"old" and [f.name for f in tmp_path.iterdir()] == ["model.pt"]
+
+
 def test_full_disk_is_a_clear_error_and_the_old_file_survives(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "result.json"
@@ -178,7 +194,8 @@ def test_damaged_result_json_is_recomputed(runs: dict[str, Path], tmp_path: Path
     ref = json.loads((run_folder(CFG, 0, runs["done"]) / "result.json").read_text())
     root, folder = _copy(runs, "done", tmp_path / "r")
     damage(folder / "result.json")
-    res = _fit(root)
+    with pytest.warns(UserWarning, match="re-evaluated from model.pt"):
+        res = _fit(root)
     assert res.reused and res.test_accuracy == ref["test_accuracy"]
     assert res.val_accuracy == ref["val_accuracy"] and res.params == ref["params"]
     assert res.seconds == pytest.approx(ref["seconds"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tdlib.config import AttackConfig, run_config
+from tdlib.config import run_config
 from tdlib.errors import ConfigError
 from tdlib.runner import execute_notebook
 from tdlib.training import load_checkpoint, run_folder
@@ -74,13 +74,19 @@ def test_two_processes_same_config_do_not_corrupt_each_other(tmp_path: Path) -> 
     assert sorted(r["reused"] for r in results) == [False, True]  # one trained, one waited and reused
 
 
-def test_attack_config_rejects_bad_sizes() -> None:
-    with pytest.raises(ConfigError, match="n_samples"):
-        AttackConfig(attacks=("gaussian_blur",), n_samples=0)
-    with pytest.raises(ConfigError, match="repetitions"):
-        AttackConfig(attacks=("gaussian_blur",), repetitions=-1)
-    with pytest.raises(ConfigError, match="unknown attack 'deepfool'"):
-        AttackConfig(attacks=("deepfool",))
+def test_one_vocabulary() -> None:
+    """Every layer uses the names of tdlib.names (one definition each)."""
+    from tdlib import config, names
+    from tdlib.models import layers, pyramid, spec
+
+    assert set(spec.SPECS) == set(names.BACKBONES)
+    assert config.DATASETS is names.DATASETS and config.PROTOCOLS is names.PROTOCOLS
+    assert layers.MERGES is names.MERGES and pyramid.PYRAMIDS is names.PYRAMIDS
+    assert spec.VARIANTS is names.VARIANTS and spec.BACKBONES is names.BACKBONES
+    from tdlib.attacks import registry
+
+    assert tuple(registry.REGISTRIES) == names.PROTOCOLS  # one registry per protocol
+    assert set(registry.PAPER) == set(registry.MINIMAL) == set(names.ATTACKS)
 
 
 @pytest.mark.parametrize(

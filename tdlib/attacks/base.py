@@ -10,26 +10,24 @@ from torch import Tensor, nn
 
 from tdlib.attacks.queries import QueryModel
 
-__all__ = ["PROTOCOLS", "AttackContext", "AttackFn"]
-
-#: ``paper``: foolbox 2.2.1 semantics (first hits of fixed scans); ``minimal``: per-sample
-#: minimal L2 (foolbox 3 minimisation, full grid scans, bisection refinement).
-PROTOCOLS = ("paper", "minimal")
+__all__ = ["AttackContext", "AttackFn"]
 
 
 @dataclass(frozen=True)
 class AttackContext:
-    """Settings of one :func:`~tdlib.attacks.run_attack` call, passed to each implementation."""
+    """Settings of one :func:`~tdlib.attacks.run_attack` call, passed to each implementation.
+
+    The protocol is not among them: it chose the implementation (see
+    :data:`~tdlib.attacks.registry.REGISTRIES`).
+    """
 
     model: nn.Module
-    protocol: str
     steps: int
     epsilon: float | None
     seed: int
     device: torch.device
     batch_size: int
-    #: the prepared stand-in that answers the scans' queries (see :func:`query_model`); None: the
-    #: model itself
+    #: what answers the scans' queries (:class:`QueryModel` of ``model``); None: made on demand
     queries: QueryModel | None = None
 
     @property

@@ -19,13 +19,13 @@ from tdlib.attacks.base import AttackContext
 from tdlib.attacks.scan import epsilon_grid, first_hit
 from tdlib.attacks.streams import DoubleStream, sample_seed
 
-__all__ = ["MAX_DIRECTIONS", "blended_uniform_v2"]
+__all__ = ["MAX_DIRECTIONS", "blended_uniform"]
 
 MAX_DIRECTIONS = 1000  # foolbox 2 default
 
 
-def blended_uniform_v2(ctx: AttackContext, x: Tensor, y: Tensor,
-                       index: Tensor) -> tuple[Tensor, Tensor]:
+def blended_uniform(ctx: AttackContext, x: Tensor, y: Tensor,
+                    index: Tensor) -> tuple[Tensor, Tensor]:
     """foolbox 2.2.1 BlendedUniformNoiseAttack (defaults epsilons=1000, max_directions=1000)."""
     n = x.shape[0]
     numel = x[0].numel() if n else 1

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from tdlib.errors import ConfigError, InputShapeError
 from tdlib.models.base import check_labels, check_pixel_values, trusted_inputs
 
-__all__ = ["check_attack_call", "check_counts", "check_eval_mode", "check_inputs", "predict",
-           "resolve_device"]
+__all__ = ["check_attack_call", "check_counts", "check_eval_mode", "check_inputs", "model_device", "predict",
+           "resolve_device", "work_device"]
 
 
 def check_eval_mode(model: nn.Module) -> None:
@@ -106,10 +106,25 @@ def resolve_device(model: nn.Module, device: torch.device | str | None) -> torch
     return model_dev if param is not None else dev
 
 
+def model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter (None for a model without parameters)."""
+    param = next(iter(model.parameters()), None)
+    return None if param is None else param.device
+
+
+def work_device(device: torch.device) -> torch.device:
+    """Where an attack on a model on ``device`` keeps its images and builds its candidates: that
+    device, or the CPU where it has no float64 (MPS), which the foolbox 2 arithmetic of the
+    candidates needs; the model's forwards run on ``device`` in any case."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
-    """Arg-max class of ``model`` on ``x`` (any number of samples), in chunks of ``batch_size``."""
+    """Arg-max class of ``model`` on ``x`` (any number of samples), in chunks of ``batch_size``;
+    each chunk runs on the model's device, the answer is on ``x``'s."""
     if x.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=x.device)
-    return torch.cat([model(x[i:i + batch_size]).argmax(dim=1)
-                      for i in range(0, x.shape[0], batch_size)])
+    dev = model_device(model) or x.device
+    return torch.cat([model(x[i:i + batch_size].to(dev)).argmax(dim=1)
+                      for i in range(0, x.shape[0], batch_size)]).to(x.device)

@@ -1,10 +1,10 @@
 """Attacks delegated to foolbox 3.3.4: the ``minimal`` protocol's S&P, Pointwise and blended noise,
 and foolbox 3 references for the tests.
 
-Under ``paper`` every attack is a re-implementation of foolbox 2.2.1 (see the registry). Blur,
+The ``paper`` registry holds re-implementations of foolbox 2.2.1 only (see the registry). Blur,
 contrast reduction and blended uniform noise are the same linear scans in foolbox 3 (1000 steps,
 first hit). Pointwise runs foolbox 3's PointwiseAttack (L2 binary search) from explicit starting
-points (foolbox 3's S&P under ``minimal``), so that one sample whose initialisation failed does not
+points (foolbox 3's S&P), so that one sample whose initialisation failed does not
 crash the batch (attack-notes 4, trap 7). foolbox draws from the
 global torch / numpy RNGs: they are seeded per batch and restored afterwards, so these attacks
 are deterministic for a given seed and batch size but, unlike the re-implemented ones, their
@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from tdlib.attacks.base import AttackContext
-from tdlib.attacks.pixel import salt_and_pepper_v2
 from tdlib.attacks.seeding import derive_seed, scoped_global_seed
 
 __all__ = [
@@ -52,12 +51,15 @@ def foolbox_model(ctx: AttackContext) -> Any:
 
 def run_foolbox(ctx: AttackContext, attack: Any, x: Tensor, y: Tensor, index: Tensor, *,
                 epsilons: float | None = None, **kwargs: Any) -> tuple[Tensor, Tensor]:
-    """Call a foolbox 3 attack under a per-batch seed; return (clipped adversarial, success)."""
+    """Call a foolbox 3 attack under a per-batch seed on the model's device; return (clipped
+    adversarial, success) on ``x``'s."""
     seed = derive_seed(ctx.seed, "batch", int(index[0]) if index.numel() else 0)
+    kwargs = {k: v.to(ctx.device) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
     with scoped_global_seed(seed, ctx.device), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*failed to draw sufficient random.*")
-        _, clipped, success = attack(foolbox_model(ctx), x, y, epsilons=epsilons, **kwargs)
-    return clipped.detach(), success.detach()
+        _, clipped, success = attack(foolbox_model(ctx), x.to(ctx.device), y.to(ctx.device), epsilons=epsilons,
+                                     **kwargs)
+    return clipped.detach().to(x.device), success.detach().to(x.device)
 
 
 def gaussian_blur(ctx: AttackContext, x: Tensor, y: Tensor,
@@ -93,16 +95,14 @@ def blended_uniform(ctx: AttackContext, x: Tensor, y: Tensor,
 
 def salt_and_pepper(ctx: AttackContext, x: Tensor, y: Tensor,
                     index: Tensor) -> tuple[Tensor, Tensor]:
-    """``paper``: foolbox 2 S&P re-implemented (Linf driven); ``minimal``: foolbox 3 S&P (L2)."""
-    if ctx.protocol == "paper":
-        return salt_and_pepper_v2(ctx, x, y, index)
+    """foolbox 3 SaltAndPepperNoiseAttack(steps, across_channels=True) (L2)."""
     fb = import_foolbox()
     attack = fb.attacks.SaltAndPepperNoiseAttack(steps=ctx.steps, across_channels=True)
     return run_foolbox(ctx, attack, x, y, index)
 
 
 def pointwise(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-    """foolbox 3 PointwiseAttack(l2_binary_search=True) started from the protocol's S&P result.
+    """foolbox 3 PointwiseAttack(l2_binary_search=True) started from foolbox 3's S&P result.
 
     Samples whose S&P initialisation failed are not attacked and stay failures.
     """

@@ -1,12 +1,13 @@
 """Additive noise attacks re-implemented batched.
 
-``paper``: foolbox 2's scan e over ``linspace(0, 1, 1001)[1:]`` with the quadratic scaling (Gaussian
-std e^2/sqrt(3), uniform amplitude e^2), fresh noise per step, first hit wins (attack-notes 2.4, 2.5;
-foolbox 3's noise attacks normalise the norm to epsilon instead). The noise comes from the sample's
-foolbox 2 stream, in float64, rounded to float32 and added in float32 as numpy 1.x does, so a sample
-gets foolbox 2's adversarial for the same seed. ``minimal``: foolbox 3's parametrisation (noise
-rescaled to L2 norm eps, eps scanned linearly up to sqrt(C*H*W)), first hit, then a 10-step
-bisection towards the clean image.
+:func:`additive_gaussian` / :func:`additive_uniform` (``paper``): foolbox 2's scan e over
+``linspace(0, 1, 1001)[1:]`` with the quadratic scaling (Gaussian std e^2/sqrt(3), uniform
+amplitude e^2), fresh noise per step, first hit wins (attack-notes 2.4, 2.5; foolbox 3's noise
+attacks normalise the norm to epsilon instead). The noise comes from the sample's foolbox 2
+stream, in float64, rounded to float32 and added in float32 as numpy 1.x does, so a sample gets
+foolbox 2's adversarial for the same seed. The ``minimal_`` variants (``minimal``): foolbox 3's
+parametrisation (noise rescaled to L2 norm eps, eps scanned linearly up to sqrt(C*H*W)), first
+hit, then a 10-step bisection towards the clean image.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ import torch
 from torch import Tensor
 
 from tdlib.attacks.base import AttackContext
-from tdlib.attacks.scan import epsilon_grid, first_hit, linear_scan, refine_blend
+from tdlib.attacks.scan import epsilon_grid, first_hit, linear_scan, refine_blend, row_runs
 from tdlib.attacks.seeding import sample_generators
 from tdlib.attacks.streams import DoubleStream, sample_seed
 
-__all__ = ["additive_gaussian", "additive_uniform"]
+__all__ = ["additive_gaussian", "additive_uniform", "minimal_additive_gaussian", "minimal_additive_uniform"]
 
 
-def _additive_v2(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
-                 kind: str) -> tuple[Tensor, Tensor]:
+def _additive_first_hit(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
+                        kind: str) -> tuple[Tensor, Tensor]:
     numel = x[0].numel() if x.shape[0] else 1
     streams = [DoubleStream(sample_seed(ctx.seed, int(i)), "normal" if kind == "gaussian" else "uniform")
                for i in index]
@@ -37,7 +38,7 @@ def _additive_v2(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
     def make(rows: Tensor, steps: Tensor) -> tuple[Tensor, None]:
         r_np, s_np = rows.cpu().numpy(), steps.cpu().numpy()
         draws = np.empty((rows.numel(), numel))
-        for a, b in _runs(r_np):  # consecutive steps of one sample: one window
+        for a, b in row_runs(r_np):  # consecutive steps of one sample: one window
             st = streams[int(r_np[a])]
             k0, k1 = int(s_np[a]), int(s_np[b - 1]) + 1
             draws[a:b] = st.window(k0 * numel, k1 * numel).reshape(k1 - k0, numel)[s_np[a:b] - k0]
@@ -52,19 +53,8 @@ def _additive_v2(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
     return x_hit, step >= 0
 
 
-def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) of the runs of equal values in a sorted array."""
-    if rows.size == 0:
-        return []
-    cut = np.flatnonzero(np.diff(rows)) + 1
-    bounds = np.concatenate([[0], cut, [rows.size]])
-    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
-
-
-def _additive(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
-              kind: str) -> tuple[Tensor, Tensor]:
-    if ctx.protocol == "paper":
-        return _additive_v2(ctx, x, y, index, kind)
+def _additive_minimal(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
+                      kind: str) -> tuple[Tensor, Tensor]:
     gens = sample_generators(ctx.seed, index.tolist())
     shape = tuple(x.shape[1:])
     numel = x[0].numel() if x.shape[0] else 1
@@ -83,17 +73,31 @@ def _additive(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor,
         cand = x[sel].unsqueeze(1) + scale[:, :, None, None, None] * noise
         return cand.clamp(0.0, 1.0), None
 
-    x_adv, found = linear_scan(ctx.qmodel, x, y, make, ctx.steps, batch=ctx.eval_batch)
-    return refine_blend(ctx.qmodel, x, y, x_adv, found, batch=ctx.eval_batch), found
+    x_adv, found = linear_scan(ctx.qmodel, x, y, make, ctx.steps)
+    return refine_blend(ctx.qmodel, x, y, x_adv, found), found
 
 
 def additive_gaussian(ctx: AttackContext, x: Tensor, y: Tensor,
                       index: Tensor) -> tuple[Tensor, Tensor]:
-    """Additive Gaussian noise (foolbox 2 AdditiveGaussianNoiseAttack in ``paper``)."""
-    return _additive(ctx, x, y, index, "gaussian")
+    """foolbox 2 AdditiveGaussianNoiseAttack: std e^2 / sqrt(3), first hit (``paper``)."""
+    return _additive_first_hit(ctx, x, y, index, "gaussian")
 
 
 def additive_uniform(ctx: AttackContext, x: Tensor, y: Tensor,
                      index: Tensor) -> tuple[Tensor, Tensor]:
-    """Additive uniform noise (foolbox 2 AdditiveUniformNoiseAttack in ``paper``)."""
-    return _additive(ctx, x, y, index, "uniform")
+    """foolbox 2 AdditiveUniformNoiseAttack: amplitude e^2, first hit (``paper``)."""
+    return _additive_first_hit(ctx, x, y, index, "uniform")
+
+
+def minimal_additive_gaussian(ctx: AttackContext, x: Tensor, y: Tensor,
+                              index: Tensor) -> tuple[Tensor, Tensor]:
+    """Gaussian noise of L2 norm eps (foolbox 3's parametrisation), first hit, then bisection
+    (``minimal``)."""
+    return _additive_minimal(ctx, x, y, index, "gaussian")
+
+
+def minimal_additive_uniform(ctx: AttackContext, x: Tensor, y: Tensor,
+                             index: Tensor) -> tuple[Tensor, Tensor]:
+    """Uniform noise of L2 norm eps (foolbox 3's parametrisation), first hit, then bisection
+    (``minimal``)."""
+    return _additive_minimal(ctx, x, y, index, "uniform")

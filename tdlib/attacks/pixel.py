@@ -3,6 +3,8 @@
 foolbox 3 has no single-pixel attack, and its Salt&Pepper minimises L2 with another probability
 schedule, while the paper's foolbox 2 S&P was driven by the Linf distance (attack-notes 2.1, 2.2).
 Both draw from the sample's foolbox 2 streams (:mod:`tdlib.attacks.streams`), value for value.
+:func:`minimal_single_pixel` is the ``minimal`` protocol's single-pixel attack (the ``minimal``
+S&P is foolbox 3's, :func:`tdlib.attacks.fbox.salt_and_pepper`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from torch import Tensor
 
 from tdlib.attacks.base import AttackContext
 from tdlib.attacks.queries import QueryModel
-from tdlib.attacks.scan import first_hit, linear_scan
+from tdlib.attacks.scan import PairFn, first_hit, linear_scan, row_runs
 from tdlib.attacks.streams import DoubleStream, sample_seed
 
-__all__ = ["MAX_PIXELS", "SP_EPSILONS", "SP_REPETITIONS", "SaltPepperState", "pixel_location",
-           "salt_and_pepper_v2", "single_pixel"]
+__all__ = ["MAX_PIXELS", "SP_EPSILONS", "SP_REPETITIONS", "SaltPepperState", "minimal_single_pixel",
+           "pixel_location", "run_salt_and_pepper", "salt_and_pepper", "single_pixel"]
 
 MAX_PIXELS = 1000  # foolbox 2 SinglePixelAttack default
 SP_REPETITIONS = 10  # foolbox 2 SaltAndPepperNoiseAttack defaults
@@ -34,14 +36,11 @@ def pixel_location(pixel: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
     return pixel // w, pixel % w
 
 
-def single_pixel(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-    """Set all channels of one pixel to 0, then 1, over a random order of positions.
-
-    ``paper``: the first 1000 positions of ``RandomState(seed).permutation(H * W)``, first hit wins
-    (foolbox 2). ``minimal``: every position, the hit of smallest L2 wins.
-    """
+def _pixel_candidates(ctx: AttackContext, x: Tensor, index: Tensor, n_pix: int) -> PairFn:
+    """Candidate of step ``k`` of a sample: its pixel ``perm[k // 2]`` set to ``k % 2`` in every
+    channel, ``perm`` the first ``n_pix`` positions of ``RandomState(seed).permutation(H * W)``
+    (foolbox 2's order); valid unless it is the clean image."""
     n, c, h, w = x.shape
-    n_pix = h * w if ctx.protocol == "minimal" else min(MAX_PIXELS, h * w)
     perms = torch.from_numpy(np.stack(
         [np.random.RandomState(sample_seed(ctx.seed, int(i))).permutation(h * w)[:n_pix] for i in index]
     ) if n else np.zeros((0, n_pix), dtype=np.int64)).to(x.device)
@@ -56,25 +55,29 @@ def single_pixel(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tup
         out.scatter_(2, loc, val)
         return out.view(-1, c, h, w), changed
 
-    if ctx.protocol == "minimal":
-        def make_chunk(sel: Tensor, k0: int, k1: int) -> tuple[Tensor, None]:
-            ks = torch.arange(k0, k1, device=x.device)
-            out, _ = cands(sel.repeat_interleave(ks.numel()), ks.repeat(sel.numel()))
-            return out.view(sel.numel(), ks.numel(), c, h, w), None
+    return cands
 
-        return linear_scan(ctx.qmodel, x, y, make_chunk, 2 * n_pix, mode="min", batch=ctx.eval_batch)
 
-    step, x_hit = first_hit(ctx.qmodel, x, y, 2 * n_pix, cands)
+def single_pixel(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """foolbox 2 SinglePixelAttack: set all channels of one pixel to 0, then 1, over the first 1000
+    positions of ``RandomState(seed).permutation(H * W)``; the first hit wins."""
+    n_pix = min(MAX_PIXELS, x.shape[2] * x.shape[3])
+    step, x_hit = first_hit(ctx.qmodel, x, y, 2 * n_pix, _pixel_candidates(ctx, x, index, n_pix))
     return x_hit, step >= 0
 
 
-def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) of the runs of equal values in a sorted array."""
-    if rows.size == 0:
-        return []
-    cut = np.flatnonzero(np.diff(rows)) + 1
-    bounds = np.concatenate([[0], cut, [rows.size]])
-    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+def minimal_single_pixel(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """Set all channels of one pixel to 0, then 1, at every position (in the order of
+    :func:`single_pixel`); the hit of smallest L2 wins."""
+    _, c, h, w = x.shape
+    cands = _pixel_candidates(ctx, x, index, h * w)
+
+    def make_chunk(sel: Tensor, k0: int, k1: int) -> tuple[Tensor, None]:
+        ks = torch.arange(k0, k1, device=x.device)
+        out, _ = cands(sel.repeat_interleave(ks.numel()), ks.repeat(sel.numel()))
+        return out.view(sel.numel(), ks.numel(), c, h, w), None
+
+    return linear_scan(ctx.qmodel, x, y, make_chunk, 2 * h * w, mode="min")
 
 
 @dataclass
@@ -89,7 +92,7 @@ class SaltPepperState:
 
 
 @torch.no_grad()
-def salt_and_pepper_v2(ctx: AttackContext, x: Tensor, y: Tensor,
+def salt_and_pepper(ctx: AttackContext, x: Tensor, y: Tensor,
                        index: Tensor) -> tuple[Tensor, Tensor]:
     """foolbox 2.2.1 SaltAndPepperNoiseAttack with the paper's Linf distance.
 
@@ -190,7 +193,7 @@ def _repetition(qm: QueryModel, x: Tensor, y: Tensor, st: SaltPepperState, n_eps
         r_np, k_np = rows.cpu().numpy(), ks.cpu().numpy()
         j = np.empty_like(k_np)
         u = np.empty((r_np.size, hw))
-        for a, b in _runs(r_np):  # one sample's steps
+        for a, b in row_runs(r_np):  # one sample's steps
             r = int(r_np[a])
             j[a:b] = steps_of[r][k_np[a:b]]
             u[a:b] = blocks[r][j[a:b]]

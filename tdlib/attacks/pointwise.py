@@ -21,7 +21,6 @@ recorded. Samples whose initialisation failed are failures (foolbox 2 warns and 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,10 +30,9 @@ from torch import Tensor
 from tdlib.attacks.base import AttackContext
 from tdlib.attacks.pixel import run_salt_and_pepper
 from tdlib.attacks.queries import QueryModel
-from tdlib.attacks.streams import python_rng, sample_seed
-from tdlib.native import MTState, library
+from tdlib.attacks.streams import ShuffleStream, sample_seed
 
-__all__ = ["BISECTION_STEPS", "pointwise_v2"]
+__all__ = ["BISECTION_STEPS", "pointwise", "run_pointwise"]
 
 BISECTION_STEPS = 10
 _DONE, _PHASE1, _PHASE2 = 0, 1, 2
@@ -45,8 +43,7 @@ _ZERO = np.float32(0)
 class _Sample:
     """One sample's place in foolbox 2's loops (phase 2 element state included)."""
 
-    rng: random.Random
-    mt: MTState | None = None  # the compiled replay of rng (tdlib.native), where available
+    rng: ShuffleStream  # foolbox 2's ``rngs.rng`` (python ``random``) of this sample
     phase: int = _PHASE1
     perm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pos: int = 0  # next position in perm
@@ -62,14 +59,8 @@ class _Sample:
 
 
 def _shuffle(s: _Sample, size: int) -> None:
-    """A new order of the element indices: ``s.rng.shuffle(list(range(size)))``."""
-    if s.mt is not None:
-        s.perm = np.arange(size, dtype=np.int64)
-        s.mt.shuffle(s.perm)
-    else:
-        idx = list(range(size))
-        s.rng.shuffle(idx)
-        s.perm = np.asarray(idx, dtype=np.int64)
+    """A new order of the element indices: ``rng.shuffle(list(range(size)))``."""
+    s.perm = s.rng.permutation(size)
     s.pos = 0
     s.misses = 0
 
@@ -84,15 +75,14 @@ class _Lockstep:
     """All samples' foolbox 2 Pointwise loops; candidates are single-element changes of ``x``."""
 
     def __init__(self, qm: QueryModel, x0: Tensor, y: Tensor, start: Tensor, best_linf: Tensor,
-                 rngs: list[random.Random]) -> None:
+                 rngs: list[ShuffleStream]) -> None:
         self.qm, self.y = qm, y
         self.shape = x0.shape[1:]
         self.orig = x0.detach().cpu().flatten(1).numpy().astype(np.float32)
         self.x = start.detach().cpu().flatten(1).numpy().astype(np.float32).copy()
         self.best = self.x.copy()
         self.best_linf = best_linf.detach().cpu().numpy().astype(np.float32).copy()
-        native = library() is not None
-        self.samples = [_Sample(rng=r, mt=MTState.from_python(r) if native else None) for r in rngs]
+        self.samples = [_Sample(rng=r) for r in rngs]
         for s in self.samples:
             _shuffle(s, self.orig.shape[1])
 
@@ -257,7 +247,7 @@ def _depth(active: int) -> int:
 
 @torch.no_grad()
 def run_pointwise(qm: QueryModel, x: Tensor, y: Tensor, start: Tensor, start_linf: Tensor,
-                  rngs: list[random.Random]) -> Tensor:
+                  rngs: list[ShuffleStream]) -> Tensor:
     """foolbox 2's two phases from adversarial ``start`` points; returns the stored adversarials."""
     run = _Lockstep(qm, x, y, start, start_linf, rngs)
     while True:
@@ -267,7 +257,7 @@ def run_pointwise(qm: QueryModel, x: Tensor, y: Tensor, start: Tensor, start_lin
     return torch.from_numpy(run.best).view_as(x).to(x.device, x.dtype)
 
 
-def pointwise_v2(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+def pointwise(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
     """foolbox 2.2.1 PointwiseAttack (its default S&P initialisation, distance Linf)."""
     seeds = [sample_seed(ctx.seed, int(i)) for i in index]
     init = run_salt_and_pepper(ctx.qmodel, x, y, seeds)
@@ -275,6 +265,6 @@ def pointwise_v2(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tup
     out = x.clone()
     sel = ok.nonzero().squeeze(1)
     if sel.numel():
-        rngs = [python_rng(ctx.seed, int(index[int(i)])) for i in sel]
+        rngs = [ShuffleStream(sample_seed(ctx.seed, int(index[int(i)]))) for i in sel]
         out[sel] = run_pointwise(ctx.qmodel, x[sel], y[sel], init.best[sel], init.best_linf[sel], rngs)
     return out, ok

@@ -1,49 +1,59 @@
-"""Attack names -> implementations."""
+"""Protocols -> attack names -> implementations: one registry of attack functions per protocol.
+
+:func:`~tdlib.attacks.run_attack` picks the protocol's registry once and calls the attack found
+there; no implementation looks at the protocol. Both registries hold the same names
+(:data:`ATTACKS`); an attack without a protocol-specific variant has the same function in both.
+"""
 
 from __future__ import annotations
 
 from types import MappingProxyType
 
-from torch import Tensor
-
 from tdlib.attacks import blended, fbox, linear, noise, pixel, pointwise, spatial, whitebox
-from tdlib.attacks.base import AttackContext, AttackFn
+from tdlib.attacks.base import AttackFn
+from tdlib.errors import check_name
+from tdlib.names import ATTACKS, LINF_ATTACKS, PAPER_ATTACKS, PROTOCOLS, WHITEBOX_ATTACKS
 
-__all__ = ["ATTACKS", "LINF_ATTACKS", "PAPER_ATTACKS", "WHITEBOX_ATTACKS", "by_protocol"]
+__all__ = ["ATTACKS", "LINF_ATTACKS", "MINIMAL", "PAPER", "PAPER_ATTACKS", "PROTOCOLS", "REGISTRIES",
+           "WHITEBOX_ATTACKS", "protocol_registry"]
 
-#: The ten attacks of the paper's Exp 2 (foolbox 2.2.1 run list).
-PAPER_ATTACKS: tuple[str, ...] = (
-    "single_pixel", "salt_and_pepper", "pointwise", "additive_gaussian", "additive_uniform",
-    "blended_uniform", "gaussian_blur", "contrast_reduction", "spatial", "shifts",
-)
-#: Gradient attacks (not in the paper's run list); they take a norm bound ``epsilon``.
-WHITEBOX_ATTACKS: tuple[str, ...] = ("fgsm", "l2_pgd", "cw")
-#: Attacks whose ``epsilon`` is an Linf bound (all others: L2).
-LINF_ATTACKS: tuple[str, ...] = ("fgsm",)
+_WHITEBOX: dict[str, AttackFn] = {"fgsm": whitebox.fgsm, "l2_pgd": whitebox.l2_pgd, "cw": whitebox.cw}
 
-
-def by_protocol(paper: AttackFn, minimal: AttackFn) -> AttackFn:
-    """An attack that runs ``paper`` or ``minimal`` according to the context's protocol."""
-
-    def attack(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        return (paper if ctx.protocol == "paper" else minimal)(ctx, x, y, index)
-
-    attack.__doc__ = f"``paper``: {paper.__doc__}\n``minimal``: {minimal.__doc__}"
-    return attack
-
-
-ATTACKS: MappingProxyType[str, AttackFn] = MappingProxyType({
+#: ``paper``: foolbox 2.2.1 semantics (first hits of fixed scans, its random streams value for value).
+PAPER: MappingProxyType[str, AttackFn] = MappingProxyType({
     "single_pixel": pixel.single_pixel,
-    "salt_and_pepper": fbox.salt_and_pepper,
-    "pointwise": by_protocol(pointwise.pointwise_v2, fbox.pointwise),
+    "salt_and_pepper": pixel.salt_and_pepper,
+    "pointwise": pointwise.pointwise,
     "additive_gaussian": noise.additive_gaussian,
     "additive_uniform": noise.additive_uniform,
-    "blended_uniform": by_protocol(blended.blended_uniform_v2, fbox.blended_uniform),
+    "blended_uniform": blended.blended_uniform,
     "gaussian_blur": linear.gaussian_blur,
     "contrast_reduction": linear.contrast_reduction,
     "spatial": spatial.spatial,
     "shifts": spatial.shifts,
-    "fgsm": whitebox.fgsm,
-    "l2_pgd": whitebox.l2_pgd,
-    "cw": whitebox.cw,
+    **_WHITEBOX,
 })
+
+#: ``minimal``: per-sample minimal L2 (foolbox 3 minimisation, full grid scans, bisection refinement).
+MINIMAL: MappingProxyType[str, AttackFn] = MappingProxyType({
+    "single_pixel": pixel.minimal_single_pixel,
+    "salt_and_pepper": fbox.salt_and_pepper,
+    "pointwise": fbox.pointwise,
+    "additive_gaussian": noise.minimal_additive_gaussian,
+    "additive_uniform": noise.minimal_additive_uniform,
+    "blended_uniform": fbox.blended_uniform,
+    "gaussian_blur": linear.gaussian_blur,
+    "contrast_reduction": linear.contrast_reduction,
+    "spatial": spatial.minimal_spatial,
+    "shifts": spatial.minimal_shifts,
+    **_WHITEBOX,
+})
+
+#: protocol -> its registry.
+REGISTRIES: MappingProxyType[str, MappingProxyType[str, AttackFn]] = MappingProxyType(
+    {"paper": PAPER, "minimal": MINIMAL})
+
+
+def protocol_registry(protocol: str) -> MappingProxyType[str, AttackFn]:
+    """The attack functions of ``protocol`` (raises UnknownNameError for an unknown one)."""
+    return REGISTRIES[check_name("protocol", protocol, PROTOCOLS)]

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from tdlib.attacks.checks import predict
 from tdlib.attacks.queries import QueryModel
 
 __all__ = ["Schedule", "chunk_steps", "classify_candidates", "epsilon_grid", "first_hit", "linear_scan",
-           "pair_layout", "refine_blend"]
+           "pair_layout", "refine_blend", "row_runs"]
 
 #: ``make(rows, steps) -> (candidates, valid)`` for the (sample, step) pairs ``(rows[j], steps[j])``
 #: (sorted by row, then step): candidates (M, C, H, W) and a (M,) bool mask of those to query (None:
@@ -49,19 +48,18 @@ def chunk_steps(numel: int, n_steps: int) -> int:
     return max(1, min(n_steps, _ELEMENT_BUDGET // max(numel, 1)))
 
 
-def classify_candidates(model: nn.Module, cands: Tensor, y: Tensor, valid: Tensor | None,
-                        batch: int) -> Tensor:
+def classify_candidates(qm: QueryModel, cands: Tensor, y: Tensor, valid: Tensor | None) -> Tensor:
     """(n, K) bool: candidate k of sample i is misclassified (False where not ``valid``)."""
     n, k = cands.shape[:2]
     flat = cands.reshape(n * k, *cands.shape[2:])
     labels = y.repeat_interleave(k)
     adv = torch.zeros(n * k, dtype=torch.bool, device=cands.device)
     if valid is None:
-        adv = predict(model, flat, batch) != labels
+        adv = qm.misclassified(flat, labels)
     else:
         idx = valid.reshape(-1).nonzero().squeeze(1)
         if idx.numel():
-            adv[idx] = predict(model, flat[idx], batch) != labels[idx]
+            adv[idx] = qm.misclassified(flat[idx], labels[idx])
     return adv.view(n, k)
 
 
@@ -78,6 +76,15 @@ class Schedule:
     growth: float = 0.125
     fill: int = 96
     budget: int = 4096
+
+
+def row_runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of the runs of equal values in a sorted array (the pairs of one sample)."""
+    if rows.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(rows)) + 1
+    bounds = np.concatenate([[0], cut, [rows.size]])
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
 
 def pair_layout(k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -159,12 +166,12 @@ def first_hit(qm: QueryModel, x: Tensor, y: Tensor, n_steps: Tensor | int, make:
     return step, x_hit
 
 
-def linear_scan(model: nn.Module, x: Tensor, y: Tensor, make: CandidateFn, n_steps: int, *,
-                mode: str = "first", batch: int = 1024) -> tuple[Tensor, Tensor]:
+def linear_scan(qm: QueryModel, x: Tensor, y: Tensor, make: CandidateFn, n_steps: int, *,
+                mode: str = "first") -> tuple[Tensor, Tensor]:
     """Scan ``n_steps`` candidates per sample in order.
 
     Args:
-        model: classifier in eval mode.
+        qm: the query model.
         x: (N, C, H, W) clean inputs.
         y: (N,) labels.
         make: candidate generator (see ``CandidateFn``).
@@ -172,7 +179,6 @@ def linear_scan(model: nn.Module, x: Tensor, y: Tensor, make: CandidateFn, n_ste
         mode: ``"first"`` keeps the first misclassified candidate and stops that sample (foolbox 2
             semantics); ``"min"`` scans everything and keeps the misclassified candidate of
             smallest L2.
-        batch: forward-pass chunk size.
 
     Returns:
         (x_best, found): the kept candidate (x where none) and a (N,) bool mask.
@@ -187,7 +193,7 @@ def linear_scan(model: nn.Module, x: Tensor, y: Tensor, make: CandidateFn, n_ste
         if sel.numel() == 0:
             break
         cands, valid = make(sel, k0, min(k0 + chunk, n_steps))
-        adv = classify_candidates(model, cands, y[sel], valid, batch)
+        adv = classify_candidates(qm, cands, y[sel], valid)
         if mode == "first":
             hit = adv.any(dim=1)
             pick = adv.to(torch.int8).argmax(dim=1)
@@ -205,8 +211,8 @@ def linear_scan(model: nn.Module, x: Tensor, y: Tensor, make: CandidateFn, n_ste
 
 
 @torch.no_grad()
-def refine_blend(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, found: Tensor, *,
-                 iters: int = 10, batch: int = 1024) -> Tensor:
+def refine_blend(qm: QueryModel, x: Tensor, y: Tensor, x_adv: Tensor, found: Tensor, *,
+                 iters: int = 10) -> Tensor:
     """Bisect t in [0, 1] on x + t (x_adv - x), keeping the adversarial end (shrinks the L2).
 
     Only rows with ``found`` are refined; the result is always misclassified where ``found``.
@@ -220,7 +226,7 @@ def refine_blend(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, found: T
     for _ in range(iters):
         mid = (lo + hi) / 2
         cand = x0 + mid.view(-1, 1, 1, 1) * (xa - x0)
-        adv = predict(model, cand, batch) != yy
+        adv = qm.misclassified(cand, yy)
         hi = torch.where(adv, mid, hi)
         lo = torch.where(adv, lo, mid)
     out = x_adv.clone()

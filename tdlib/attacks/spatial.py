@@ -5,7 +5,8 @@ The grid is linspace(-5, 5, 10) for the row shift, the column shift (pixels) and
 fastest; each is ``scipy.ndimage.rotate(order=1, reshape=True)`` then ``shift(order=3,
 mode='constant')`` on the CHW image, cropped back to the centre and clipped (attack-notes 2.9).
 foolbox 3's SpatialAttack uses another grid, order and interpolation, hence the re-implementation.
-``paper``: the first hit wins; ``minimal``: the hit of smallest L2 over the whole grid.
+:func:`spatial` / :func:`shifts` (``paper``): the first hit wins; :func:`minimal_spatial` /
+:func:`minimal_shifts` (``minimal``): the hit of smallest L2 over the whole grid.
 
 The rotation of each (sample, angle) is computed once with scipy. The spline shift is linear and
 separable, so each shift is one matrix per axis (scipy's own 1-D shift of the unit vectors,
@@ -25,7 +26,8 @@ from torch import Tensor
 from tdlib.attacks.base import AttackContext
 from tdlib.attacks.scan import first_hit, linear_scan
 
-__all__ = ["GRID", "shift_matrix", "shifts", "spatial", "spatial_grid", "transform_image"]
+__all__ = ["GRID", "minimal_shifts", "minimal_spatial", "shift_matrix", "shifts", "spatial", "spatial_grid",
+           "transform_image"]
 
 GRID = np.linspace(-5.0, 5.0, 10)
 
@@ -98,27 +100,42 @@ class _Transforms:
         return out
 
 
-def _spatial(ctx: AttackContext, x: Tensor, y: Tensor, rotations: bool) -> tuple[Tensor, Tensor]:
+def _first_hit(ctx: AttackContext, x: Tensor, y: Tensor, rotations: bool) -> tuple[Tensor, Tensor]:
     tr = _Transforms(x, rotations)
-    n_grid = len(tr.grid)
-    if ctx.protocol == "minimal":
-        def make_chunk(sel: Tensor, k0: int, k1: int) -> tuple[Tensor, None]:
-            ks = torch.arange(k0, k1, device=x.device)
-            out = tr.make(sel.repeat_interleave(ks.numel()), ks.repeat(sel.numel()))
-            return out.view(sel.numel(), ks.numel(), *x.shape[1:]), None
-
-        return linear_scan(ctx.qmodel, x, y, make_chunk, n_grid, mode="min", batch=ctx.eval_batch)
-    step, x_hit = first_hit(ctx.qmodel, x, y, n_grid, lambda r, s: (tr.make(r, s), None))
+    step, x_hit = first_hit(ctx.qmodel, x, y, len(tr.grid), lambda r, s: (tr.make(r, s), None))
     return x_hit, step >= 0
 
 
+def _minimal(ctx: AttackContext, x: Tensor, y: Tensor, rotations: bool) -> tuple[Tensor, Tensor]:
+    tr = _Transforms(x, rotations)
+
+    def make_chunk(sel: Tensor, k0: int, k1: int) -> tuple[Tensor, None]:
+        ks = torch.arange(k0, k1, device=x.device)
+        out = tr.make(sel.repeat_interleave(ks.numel()), ks.repeat(sel.numel()))
+        return out.view(sel.numel(), ks.numel(), *x.shape[1:]), None
+
+    return linear_scan(ctx.qmodel, x, y, make_chunk, len(tr.grid), mode="min")
+
+
 def spatial(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-    """Rotations and translations (foolbox 2 SpatialAttack defaults); deterministic."""
+    """Rotations and translations (foolbox 2 SpatialAttack defaults), first hit; deterministic."""
     del index
-    return _spatial(ctx, x, y, rotations=True)
+    return _first_hit(ctx, x, y, rotations=True)
 
 
 def shifts(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-    """Translations only (the paper's ShiftsAttack = SpatialAttack(do_rotations=False))."""
+    """Translations only (the paper's ShiftsAttack = SpatialAttack(do_rotations=False)), first hit."""
     del index
-    return _spatial(ctx, x, y, rotations=False)
+    return _first_hit(ctx, x, y, rotations=False)
+
+
+def minimal_spatial(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """The :func:`spatial` grid, every candidate: the hit of smallest L2 wins (``minimal``)."""
+    del index
+    return _minimal(ctx, x, y, rotations=True)
+
+
+def minimal_shifts(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """The :func:`shifts` grid, every candidate: the hit of smallest L2 wins (``minimal``)."""
+    del index
+    return _minimal(ctx, x, y, rotations=False)

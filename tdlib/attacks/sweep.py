@@ -12,11 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tdlib.attacks.base import PROTOCOLS
 from tdlib.attacks.checks import check_attack_call, check_counts
 from tdlib.attacks.core import run_attack
 from tdlib.attacks.curves import attack_summary
-from tdlib.attacks.registry import ATTACKS, WHITEBOX_ATTACKS
+from tdlib.attacks.registry import ATTACKS, PROTOCOLS, WHITEBOX_ATTACKS
 from tdlib.attacks.result import AttackResult, minimal_over_repetitions
 from tdlib.attacks.seeding import derive_seed
 from tdlib.errors import CheckpointError, ConfigError, InputShapeError, check_name

@@ -24,10 +24,10 @@ CW_BINARY_SEARCH_STEPS = 5
 def _gradient_sign(ctx: AttackContext, x: Tensor, y: Tensor) -> Tensor:
     out = []
     for i in range(0, x.shape[0], ctx.batch_size):
-        xb = x[i:i + ctx.batch_size].detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(ctx.model(xb), y[i:i + ctx.batch_size], reduction="sum")
+        xb = x[i:i + ctx.batch_size].detach().to(ctx.device, copy=True).requires_grad_(True)
+        loss = F.cross_entropy(ctx.model(xb), y[i:i + ctx.batch_size].to(ctx.device), reduction="sum")
         (grad,) = torch.autograd.grad(loss, xb)
-        out.append(grad.sign())
+        out.append(grad.sign().to(x.device))
     return torch.cat(out) if out else torch.zeros_like(x)
 
 
@@ -43,7 +43,7 @@ def fgsm(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tenso
         cand = x[sel].unsqueeze(1) + e[None, :, None, None, None] * sign[sel].unsqueeze(1)
         return cand.clamp(0.0, 1.0), None
 
-    return linear_scan(ctx.model, x, y, make, ctx.steps, batch=ctx.eval_batch)
+    return linear_scan(ctx.qmodel, x, y, make, ctx.steps)
 
 
 def l2_pgd(ctx: AttackContext, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:

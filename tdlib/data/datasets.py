@@ -19,7 +19,7 @@ from tdlib.config import DataConfig
 from tdlib.data import sources
 from tdlib.data.root import cache_dir, data_root, offline
 from tdlib.data.transforms import BatchTransform, ImagenetteTrain, ShiftFlip
-from tdlib.errors import ConfigError, DataCorruptError, DataError, InputShapeError, check_name
+from tdlib.errors import ConfigError, DataCorruptError, DataError, InputShapeError, check_name, one_line
 from tdlib.io import atomic_write_bytes
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
@@ -159,15 +159,11 @@ def _tensors(x: np.ndarray, y: np.ndarray) -> ArrayDataset:
 
 
 # --------------------------------------------------------------------------- sources
-def _one_line(why: object) -> str:
-    return " ".join(str(why).split()) or type(why).__name__
-
-
 def _missing(cfg: DataConfig, root: Path, why: Exception) -> DataError:
     """The one-line "dataset missing" error (whatever the cause's message looks like)."""
     spec = SPECS[cfg.dataset]
     return DataError(
-        f"dataset {cfg.dataset!r} not found under data root {str(root)!r} ({_one_line(why)}). Expected "
+        f"dataset {cfg.dataset!r} not found under data root {str(root)!r} ({one_line(why)}). Expected "
         f"{spec.layout} there. Fix: set TDLIB_DATA (or DATA_DIR / --data-root) to a folder in "
         "that layout, or run once with internet access so torchvision can download it into "
         f"{str(cache_dir() / 'data')!r}."
@@ -199,7 +195,7 @@ def _read_cifar_pickles(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray
     except (RuntimeError, OSError, ValueError, EOFError, KeyError) as exc:  # torchvision's check
         raise DataCorruptError(
             f"the CIFAR-10 batches in {str(root / 'cifar-10-batches-py')!r} are incomplete or "
-            f"corrupted ({_one_line(exc)}); restore the folder from the original archive, or remove "
+            f"corrupted ({one_line(exc)}); restore the folder from the original archive, or remove "
             "it so that cifar10-jpeg/{train,test}/<class>/*.jpg is used"
         ) from exc
     return ds.data.transpose(0, 3, 1, 2).copy(), np.asarray(ds.targets, dtype=np.int64)

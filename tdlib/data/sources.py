@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tdlib.errors import DataCorruptError, DataError
+from tdlib.io import sha256_file
 
 # sha256 of the files as published (uncompressed idx files are byte-identical to upstream).
 SHA256: dict[str, str] = {
@@ -41,15 +42,6 @@ class Arrays:
 
     x: np.ndarray
     y: np.ndarray
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(root: Path, rel: str) -> Path:

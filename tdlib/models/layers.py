@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdlib.errors import ConfigError, check_name
-
-MERGES = ("add", "concat", "add_concat")
+from tdlib.names import MERGES
 
 
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

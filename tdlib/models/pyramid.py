@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdlib.errors import ConfigError, check_name
-
-PYRAMIDS = ("gaussian", "noblur", "pool", "antialias")
+from tdlib.names import PYRAMIDS
 
 _TF_GAUSS_RADIUS = 1.5  # kernel support in (stretched) kernel units, sigma = radius / 3
 

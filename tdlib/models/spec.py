@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tdlib.errors import ConfigError, check_name
+from tdlib.names import BACKBONES, VARIANTS
 
-VARIANTS = ("bu", "td", "td_uni", "td_rev")
 TD_VARIANTS = VARIANTS[1:]
 
 
@@ -182,7 +182,6 @@ SPECS: dict[str, BackboneSpec] = {
     ),
 }
 
-BACKBONES = tuple(SPECS)
 
 
 def get_spec(backbone: str) -> BackboneSpec:

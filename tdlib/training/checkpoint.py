@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdlib.errors import CheckpointError
+from tdlib.errors import CheckpointError, one_line
 from tdlib.io import atomic_write_bytes
 
 FORMAT = "tdlib-checkpoint-v1"
@@ -38,10 +38,6 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
 
 
 RESTART = "delete it to restart this run from scratch"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def load_checkpoint(
@@ -71,14 +67,14 @@ def load_checkpoint(
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"refusing to load {str(p)!r}: it holds arbitrary Python objects, and tdlib only "
-            f"loads tensors and plain data (torch.load(weights_only=True)). Details: {_one_line(exc)}"
+            f"loads tensors and plain data (torch.load(weights_only=True)). Details: {one_line(exc)}"
         ) from exc
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist"
                               + (f"; {fix}" if fix else "")) from exc
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(
-            f"checkpoint {str(p)!r} is unreadable (truncated or corrupted: {_one_line(exc)}); {todo}"
+            f"checkpoint {str(p)!r} is unreadable (truncated or corrupted: {one_line(exc)}); {todo}"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
@@ -159,4 +155,4 @@ def load_model_state(model: nn.Module, state: object, path: str | os.PathLike[st
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r}: cannot load its weights "
-                              f"({_one_line(exc)}); {fix}") from exc
+                              f"({one_line(exc)}); {fix}") from exc

@@ -97,7 +97,9 @@ def train_epoch(
     model.train()
     x_all = data.x.to(device)
     y_all = data.y.to(device)
-    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    # float64 sums where the device has them (MPS has not)
+    wide = torch.float32 if device.type == "mps" else torch.float64
+    total_loss = torch.zeros((), device=device, dtype=wide)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     with trusted_inputs(model):
@@ -115,7 +117,7 @@ def train_epoch(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.detach().double() * len(idx)
+            total_loss += loss.detach().to(wide) * len(idx)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(idx)
             if progress is not None:

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,9 @@ def load_trained(cfg: RunConfig, rep: int = 0, runs_root: str | Path | None = No
         except ResultsError:
             res = None
     if not _result_ok(res):  # missing, not JSON, or keys lost: recompute what it held
+        warnings.warn(f"{str(result_path)!r} is {'damaged' if result_path.is_file() else 'missing'}: "
+                      "the finished run's test accuracy is re-evaluated from model.pt and the file "
+                      "rewritten (the weights and history are intact)", stacklevel=2)
         res = _recompute_result(cfg, rep, folder, model, data, history)
     return RunResult(
         config=cfg, rep=rep, seed=res["seed"], folder=folder, model=model, history=history,

@@ -7,7 +7,6 @@ one is reused) and exports it: tensors to ``<name>.safetensors``, facts to ``<na
 
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import os
 import platform
@@ -20,6 +19,7 @@ import torch
 
 from tdlib.config import config_hash, to_dict
 from tdlib.errors import ConfigError
+from tdlib.io import utc_now
 from tdlib.zoo.manifest import ZooEntry, sha256_file, write_entry, zoo_dir
 from tdlib.zoo.plan import ZOO_PLAN, PlanEntry
 
@@ -71,10 +71,6 @@ def select_plan(only: str | None = None) -> list[PlanEntry]:
     return out
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
 def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None = None,
                data_root: str | None = None) -> ZooEntry:
     """Write a finished run's weights and manifest into the zoo; return the manifest.
@@ -84,6 +80,7 @@ def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None
     """
     from safetensors.torch import save
 
+    from tdlib.bitstring import bits
     from tdlib.io import atomic_write_bytes, read_json
     from tdlib.zoo.registry import evaluate_entry
 
@@ -123,14 +120,14 @@ def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None
             "device": result.get("device", "cpu"), "threads": prov.get("threads"),
             "torch": prov.get("torch", torch.__version__),
             "seconds": seconds, "minutes": round(seconds / 60.0, 1),
-            "started": prov.get("started"), "exported": _now(),
+            "started": prov.get("started"), "exported": utc_now(),
             "note": prov.get("note", ""),
         },
         history=history,
     )
     res = evaluate_entry(entry, root=root, data_root=data_root, use_cache=False)
     final = ZooEntry(**{**entry.to_json(), "test_accuracy": res.accuracy, "test_images": res.n,
-                        "predictions_sha256": res.predictions_sha256})
+                        "predictions_sha256": res.predictions_sha256, "correct": bits(res.correct)})
     write_entry(final, root)
     return final
 
@@ -161,7 +158,7 @@ def write_provenance(folder: Path, *, threads: int, note: str = "") -> None:
     if path.is_file():
         return
     write_json(path, {"tdlib_commit": _git_commit(), "machine": machine_description(),
-                      "threads": threads, "torch": torch.__version__, "started": _now(),
+                      "threads": threads, "torch": torch.__version__, "started": utc_now(),
                       "note": note})
 
 

@@ -10,7 +10,6 @@ refused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tdlib.errors import CheckpointError
+from tdlib.io import sha256_file
 
 __all__ = ["ZOO_ENV", "ZooEntry", "ZooError", "read_entries", "read_entry", "sha256_file",
            "write_entry", "zoo_dir"]
@@ -38,15 +38,6 @@ def zoo_dir(path: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path(__file__).resolve().parent.parent.parent / "weights"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -72,6 +63,9 @@ class ZooEntry:
     training: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     version: int = MANIFEST_VERSION
+    #: per-image correctness on the test set ("0"/"1" per image, test-set order), where recorded:
+    #: experiments read it instead of re-predicting; ``zoo verify`` recomputes and compares it
+    correct: str = ""
 
     @property
     def key(self) -> tuple[str, str, str, int]:

@@ -8,7 +8,6 @@ The differential test against foolbox 2.2.1 itself is tests/test_foolbox2.py.
 
 from __future__ import annotations
 
-import copy
 import random
 
 import numpy as np
@@ -20,10 +19,10 @@ from torch import Tensor, nn
 from tdlib.attacks import run_attack
 from tdlib.attacks.base import AttackContext
 from tdlib.attacks.linear import blur_matrix, gaussian_blur
-from tdlib.attacks.queries import QueryModel, fold_batchnorm, query_model, split_merges
+from tdlib.attacks.queries import QueryModel, bucket
 from tdlib.attacks.scan import Schedule, epsilon_grid, first_hit
 from tdlib.attacks.spatial import _Transforms, spatial_grid, transform_image
-from tdlib.attacks.streams import DoubleStream, python_rng, sample_seed
+from tdlib.attacks.streams import DoubleStream, ShuffleStream, fisher_yates, sample_seed
 from tdlib.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -32,7 +31,7 @@ SIZE, CLASSES = 8, 3
 
 
 class _Net(nn.Module):
-    """Conv -> BatchNorm -> ReLU -> linear, trained on noisy templates (BatchNorm to fold)."""
+    """Conv -> BatchNorm -> ReLU -> linear, trained on noisy templates."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,7 +98,7 @@ class _Adversarial:
         return True
 
 
-def _v2_salt_and_pepper(a: _Adversarial, rs: np.random.RandomState) -> None:
+def _fb2_salt_and_pepper(a: _Adversarial, rs: np.random.RandomState) -> None:
     x = a.x
     channels = x.shape[0]
     shape = [1, *x.shape[1:]]
@@ -119,8 +118,8 @@ def _v2_salt_and_pepper(a: _Adversarial, rs: np.random.RandomState) -> None:
                 break
 
 
-def _v2_pointwise(a: _Adversarial, rs: np.random.RandomState, rng: random.Random) -> None:
-    _v2_salt_and_pepper(a, rs)
+def _fb2_pointwise(a: _Adversarial, rs: np.random.RandomState, rng: random.Random) -> None:
+    _fb2_salt_and_pepper(a, rs)
     if a.best is None:
         return
     shape = a.x.shape
@@ -167,15 +166,15 @@ def _v2_pointwise(a: _Adversarial, rs: np.random.RandomState, rng: random.Random
             break
 
 
-def _v2_run(net: nn.Module, x: Tensor, y: Tensor, attack: str, seed: int) -> list[np.ndarray | None]:
+def _fb2_run(net: nn.Module, x: Tensor, y: Tensor, attack: str, seed: int) -> list[np.ndarray | None]:
     out = []
     for i in range(len(x)):
         a = _Adversarial(net, x[i].numpy(), int(y[i]))
         s = sample_seed(seed, i)
         if attack == "salt_and_pepper":
-            _v2_salt_and_pepper(a, np.random.RandomState(s))
+            _fb2_salt_and_pepper(a, np.random.RandomState(s))
         else:
-            _v2_pointwise(a, np.random.RandomState(s), random.Random(s))
+            _fb2_pointwise(a, np.random.RandomState(s), random.Random(s))
         out.append(a.best)
     return out
 
@@ -186,7 +185,7 @@ def test_lockstep_attacks_replay_foolbox2_exactly(net: nn.Module, batch: tuple[T
     """Packed S&P and the speculative Pointwise return foolbox 2's adversarial, image for image."""
     x, y = batch
     res = run_attack(net, x, y, attack, seed=3, batch_size=5)
-    ref = _v2_run(net, x, y, attack, seed=3)
+    ref = _fb2_run(net, x, y, attack, seed=3)
     assert any(r is not None for r in ref)
     for i, r in enumerate(ref):
         assert bool(res.success[i]) == (r is not None), i
@@ -243,47 +242,22 @@ def test_first_hit_finds_the_first_valid_hit_whatever_the_packing(schedule: Sche
     assert qm.queries <= int(valid.sum())
 
 
-def test_query_model_folds_batchnorm_and_matches(net: nn.Module, batch: tuple[Tensor, Tensor]) -> None:
-    x, _ = batch
-    qm = query_model(net, x)
-    assert qm.model is not net and qm.channels_last
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in qm.model.modules())
+def test_query_model_is_the_model_itself_in_padded_chunks(net: nn.Module) -> None:
+    """Queries run the model itself (no copy), chunk by chunk, padded to a few sizes, and classify
+    every row as the model does."""
+    sizes = [bucket(n) for n in range(1, 513)]
+    assert all(s >= n for n, s in enumerate(sizes, 1)) and len(set(sizes)) == 40
+    assert all(bucket(n) - n <= n / 8 for n in range(32, 2000))
+    x, _ = _data(41, 9)
+    qm = QueryModel(net, batch=16)  # chunks of 16, 16 and 9 (padded to 12)
+    assert qm.model is net
     with torch.no_grad():
-        assert torch.allclose(qm(x), net(x), atol=1e-5)
-
-    class Custom(nn.Sequential):  # its own forward: the children's order says nothing
-        def forward(self, t: Tensor) -> Tensor:
-            return t
-
-    plain = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
-    custom = Custom(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
-    training = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
-    assert [fold_batchnorm(m) for m in (plain, custom, training)] == [1, 0, 0]
-
-
-@pytest.mark.parametrize("merge", ["add_concat", "concat", "add"])
-def test_split_merges_keep_the_logits_of_every_td_merge(merge: str) -> None:
-    """The concatenation-free merge is the same function (float rounding) and leaves the rest alone."""
-    from tdlib.models import build_model
-    from tdlib.models.layers import ResolutionMerge
-
-    torch.manual_seed(0)
-    model = build_model("lenetfc", "td", merge=merge).eval()
-    x = torch.rand(16, 1, 28, 28)
-    with torch.no_grad():
-        ref = model(x)
-        fast = copy.deepcopy(model)
-        n = split_merges(fast)
-        assert n == (0 if merge == "add" else 2)
-        assert sum(isinstance(m, ResolutionMerge) for m in fast.modules()) == (2 if merge == "add" else 0)
-        assert torch.allclose(fast(x), ref, rtol=1e-5, atol=1e-5)
-        silenced = copy.deepcopy(model)
-        with silenced.silence(1):
-            quiet = silenced(x)
-            assert split_merges(silenced) == (0 if merge == "add" else 1)  # the silenced one stays
-            assert torch.allclose(silenced(x), quiet, rtol=1e-5, atol=1e-5)
-    resnet = build_model("resnet32", "td").eval()  # pre-activation merges: not split
-    assert split_merges(resnet) == 0
+        ref = net(x)
+    assert torch.equal(qm.logits(x), ref)
+    for n in (0, 1, 5, 13, 41):
+        assert torch.equal(qm.predict(x[:n]), ref[:n].argmax(1))
+    assert qm.queries == 1 + 5 + 13 + 41
+    assert not torch.is_inference_mode_enabled()
 
 
 def test_streams_do_not_depend_on_the_window_sizes() -> None:
@@ -302,7 +276,31 @@ def test_streams_do_not_depend_on_the_window_sizes() -> None:
         assert np.array_equal(s.window(100_001, 140_000), ref[100_001:140_000])
         with pytest.raises(ConfigError, match="released"):
             s.window(99_999, 100_002)
-    assert python_rng(1, 2).random() == random.Random(sample_seed(1, 2)).random()
+
+
+@pytest.mark.parametrize("seed", [0, 3, 2**31 + 7, 2**32 - 1])
+def test_shuffle_stream_replays_python_random_shuffle(seed: int) -> None:
+    """Value for value, shuffle after shuffle: sizes around the powers of two (where the rejection
+    bound changes), tiny ones, MNIST's and CIFAR's element counts, and a large one."""
+    rng = random.Random(seed)
+    stream = ShuffleStream(seed)
+    for n in (784, 0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 255, 256, 257, 784, 3072, 100_000, 784, 2, 1000):
+        ref = list(range(n))
+        rng.shuffle(ref)
+        got = stream.permutation(n)
+        assert got.dtype == np.int64 and got.tolist() == ref, n
+
+
+def test_fisher_yates_applies_any_swap_sequence() -> None:
+    """The vectorised swaps equal the sequential ones for any draws j_i <= i."""
+    g = np.random.default_rng(0)
+    for n in (1, 2, 3, 10, 100, 1000):
+        i = np.arange(n - 1, 0, -1)
+        for j in (g.integers(0, i + 1), np.zeros_like(i), i, np.maximum(i - 1, 0)):
+            x = list(range(n))
+            for a, b in zip(i.tolist(), j.tolist(), strict=True):
+                x[a], x[b] = x[b], x[a]
+            assert fisher_yates(n, j).tolist() == x, n
 
 
 # --- candidate generators against scipy / numpy ---------------------------------------------------
@@ -319,7 +317,7 @@ def test_blur_matrices_match_scipy_gaussian_filter() -> None:
 
 def test_blur_attack_matches_a_scipy_scan(net: nn.Module, batch: tuple[Tensor, Tensor]) -> None:
     x, y = batch
-    ctx = AttackContext(model=net, protocol="paper", steps=200, epsilon=None, seed=0,
+    ctx = AttackContext(model=net, steps=200, epsilon=None, seed=0,
                         device=torch.device("cpu"), batch_size=16)
     adv, found = gaussian_blur(ctx, x, y, torch.arange(len(y)))
     for i in range(len(y)):
