@@ -218,7 +218,8 @@ def test_merge_prefers_claim_grade_then_larger_samples_then_newer() -> None:
     assert table.count("\n") == len(CLAIMS) + 1 and "**holds**" in table
 
 
-def test_records_round_trip_and_store(tmp_path: Path) -> None:
+def test_records_round_trip_and_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TDLIB_ARCHIVE", str(tmp_path / "no-archive"))  # the saved results alone
     rec = exp1_record(-1.0, 300)
     back = record_from_json(json.loads(json.dumps(record_to_json(rec))))
     assert json.dumps(record_to_json(back)) == json.dumps(record_to_json(rec))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from tdlib.bitstring import unbits
 from tdlib.errors import ConfigError
@@ -208,7 +209,8 @@ def _kernel_is_executing(executed: Path) -> bool:
     return False
 
 
-def test_ctrl_c_ends_a_sweep_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_ends_a_sweep_cleanly(tmp_path: Path, presses: int) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     executed = tmp_path / "executed"
     proc = subprocess.Popen(
@@ -227,6 +229,10 @@ def test_ctrl_c_ends_a_sweep_cleanly(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert proc.poll() is None, "the sweep ended before the kernel executed a cell"
     proc.send_signal(signal.SIGINT)
+    if presses == 2:  # an impatient second Ctrl-C while the first unwinds: still status 130
+        time.sleep(0.3)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Traceback" not in out
@@ -234,3 +240,17 @@ def test_ctrl_c_ends_a_sweep_cleanly(tmp_path: Path) -> None:
     leftovers = [p.name for p in executed.glob("*")] if executed.exists() else []
     assert not [n for n in leftovers if n.endswith(".running.ipynb")], leftovers
     assert not (executed / "01_classification.ipynb").exists()
+
+
+def test_asking_for_more_test_images_than_exist_is_an_error() -> None:
+    from types import SimpleNamespace
+
+    from tdlib.data import ArrayDataset
+    from tdlib.experiments.robustness import test_sample
+
+    data = SimpleNamespace(test=ArrayDataset(torch.zeros(5, 1, 2, 2, dtype=torch.uint8),
+                                             torch.arange(5)))
+    assert len(test_sample(data, 100, 0)[1]) == 5  # a profile's default takes what there is
+    with pytest.raises(ConfigError, match="test set holds 5"):
+        test_sample(data, 6, 0, strict=True)
+    assert len(test_sample(data, 5, 0, strict=True)[1]) == 5

@@ -7,7 +7,9 @@ Every user error (bad name, bad value, missing data, mismatched checkpoint) prin
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -25,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from tdlib.cli import claims, experiments, sweep, zoo
+    from tdlib.cli import archive, claims, experiments, sweep, zoo
 
     parser = _Parser(
         prog="python -m tdlib",
@@ -36,19 +38,42 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.register(sub)
     claims.register(sub)
     zoo.register(sub)
+    archive.register(sub)
     sweep.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status (130 after any Ctrl-C, whatever happened after it)."""
     args = build_parser().parse_args(argv)
+    interrupted = False
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        first = not interrupted
+        interrupted = True
+        if first:  # a second Ctrl-C while the first unwinds must not swallow it
+            raise KeyboardInterrupt
+
+    # only where Ctrl-C raises today (not in a process started with SIGINT ignored, e.g. nohup)
+    in_main = (threading.current_thread() is threading.main_thread()
+               and previous is signal.default_int_handler)
+    if in_main:
+        signal.signal(signal.SIGINT, on_sigint)
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
     except TdlibError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        status = 2
     except KeyboardInterrupt:
+        interrupted = True
+        status = 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted:
         print("interrupted: finished epochs/attacks/notebooks are saved; rerun the same command to "
               "resume", file=sys.stderr)
         return 130
+    return status

@@ -128,7 +128,7 @@ class ImagenetteRun:
 
 
 #: boxed images scored at the stages that do not vote (their means are shown only)
-STAGE_SAMPLE = 64
+STAGE_SAMPLE = 32
 
 
 def _zoo_correct(pm: ProvidedModel) -> str | None:

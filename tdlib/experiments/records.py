@@ -52,6 +52,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
               "blended_uniform", "single_pixel"),
     "blur": ("gaussian_blur",),
     "spatial": ("spatial", "shifts"),
+    "whitebox": ("l2_pgd",),  # without a bound: DDN, a minimal-L2 gradient attack
 }
 
 #: The pair of inputs the supplement (Fig 3) finds most damaging, per dataset.

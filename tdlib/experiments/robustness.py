@@ -48,9 +48,20 @@ SCALE_SUBSETS: dict[str, tuple[int, ...]] = {
 }
 
 
-def test_sample(data: Any, n: int | None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` test images (a seeded permutation, as the paper's shuffled batches) and labels."""
+def test_sample(data: Any, n: int | None, seed: int = 0, *,
+                strict: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` test images (a seeded permutation, as the paper's shuffled batches) and labels.
+
+    A profile's default ``n`` larger than the test set takes all of it; with ``strict`` (a number
+    the user asked for) that is an error instead of a silent clamp.
+
+    Raises:
+        ConfigError: ``strict`` and ``n`` exceeds the test set.
+    """
     total = len(data.test)
+    if strict and n is not None and n > total:
+        raise ConfigError(f"asked for {n} test images but the test set holds {total}; ask for at "
+                          f"most {total} (or None for all of them)")
     idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
     idx = idx[: min(n, total)] if n is not None else idx
     return data.test.images(idx), data.test.y[idx]
@@ -102,6 +113,14 @@ class RobustnessRun:
                       "attack": attack, "l2": float(a), "loss": float(b)} for a, b in zip(d, loss)]
         return rows
 
+    def rep_l2(self, attack: str, rep: int) -> torch.Tensor:
+        """Per-image L2 of one repetition of ``attack`` (as saved by the sweep)."""
+        from tdlib.attacks.sweep import rep_path
+
+        state = torch.load(rep_path(self.folder, attack, rep), map_location="cpu", weights_only=True)
+        l2: torch.Tensor = state["result"]["l2"]
+        return l2
+
     def evals(self, protocol: str) -> list[AttackEval]:
         return [AttackEval(self.provided.ref, a, protocol, self.images,
                            tuple(float(v) for v in res.l2.tolist()),
@@ -110,9 +129,11 @@ class RobustnessRun:
 
 
 def attack_model(pm: ProvidedModel, attacks: Sequence[str], common: Common, *, n_samples: int | None,
-                 reps: int, protocol: str = "paper", progress: bool = True) -> RobustnessRun:
-    """Sweep ``attacks`` over ``pm``'s test sample (resumable, results saved per repetition)."""
-    x, y = test_sample(pm.data, n_samples, common.seed)
+                 reps: int, protocol: str = "paper", progress: bool = True,
+                 strict: bool = False) -> RobustnessRun:
+    """Sweep ``attacks`` over ``pm``'s test sample (resumable, results saved per repetition);
+    ``strict``: ``n_samples`` was asked for explicitly (more than the test set is an error)."""
+    x, y = test_sample(pm.data, n_samples, common.seed, strict=strict)
     sub = f"{protocol}-n{len(y)}-r{reps}-s{common.seed}"
     folder = run_dir(common.run_dir, "robustness", pm.key) / sub
     device = common.device if common.device != "auto" else None
@@ -141,7 +162,8 @@ def run(params: Exp2Params, *, progress: bool = True) -> Exp2Run:
         pm = provide(d, b, v, params.common, pretrained=params.use_zoo,
                      require_zoo=params.pretrained is True, progress=progress)
         runs.append(attack_model(pm, params.attack_list, params.common, n_samples=params.n_images,
-                                 reps=params.reps, protocol=params.protocol, progress=progress))
+                                 strict=params.n_samples is not None, reps=params.reps,
+                                 protocol=params.protocol, progress=progress))
     evals = tuple(e for r in runs for e in r.evals(params.protocol))
     return Exp2Run(Exp2Result(params.meta(), evals), tuple(runs))
 
@@ -224,7 +246,7 @@ def run_scales(params: ScaleParams, *, progress: bool = True) -> ScaleRun:
         pm = provide(d, SCALE_BACKBONE[d], "td", params.common, pretrained=params.use_zoo,
                      require_zoo=params.pretrained is True, progress=progress)
         r = attack_model(pm, params.attacks, params.common, n_samples=params.n_images,
-                         reps=params.reps, progress=progress)
+                         strict=params.n_samples is not None, reps=params.reps, progress=progress)
         removal = scale_removal(r.model, r.x, r.y)
         for attack, res in r.results.items():
             per = scale_perturbation(r.model, r.x, r.y, res)

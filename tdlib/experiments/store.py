@@ -8,7 +8,6 @@ of a profile and the claims engine merges them. Files are written atomically.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import hashlib
 import json
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tdlib.errors import ConfigError, ResultsError
-from tdlib.io import default_runs_root, write_json
+from tdlib.io import default_runs_root, utc_now, write_json
 
 __all__ = ["load_results", "params_hash", "result_path", "save_result", "source_hash"]
 
@@ -56,7 +55,7 @@ def result_path(experiment: str, profile: str, phash: str,
 
 def now() -> str:
     """UTC time stamp used in result identities."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return utc_now()
 
 
 def save_result(record: Any, runs_root: str | Path | None = None) -> Path:
