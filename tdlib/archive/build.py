@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from tdlib.archive.store import ArchiveError, write_archive
-from tdlib.attacks import PAPER_ATTACKS, WHITEBOX_ATTACKS, robustness_sweep
+from tdlib.attacks import robustness_sweep
 from tdlib.attacks.sweep import rep_path, rep_seed
 from tdlib.errors import ConfigError, check_name
 from tdlib.io import default_runs_root, read_json, write_json
+from tdlib.names import ATTACKS, PAPER_ATTACKS, WHITEBOX_ATTACKS
 
 __all__ = ["ArchiveSpec", "pack", "run_variant", "test_indices"]
 
@@ -44,8 +45,6 @@ class ArchiveSpec:
     whitebox_steps: int = 100
 
     def __post_init__(self) -> None:
-        from tdlib.attacks import ATTACKS
-
         for a in (*self.attacks, *self.whitebox):
             check_name("attack", a, ATTACKS)
         for a in self.whitebox:

@@ -173,6 +173,7 @@ def run_imagenette(params: ImagenetteParams, *, progress: bool = True) -> Imagen
                          require_zoo=params.pretrained is True, progress=progress)
               for v in ("bu", "td")}
     evals = []
+    boxed_by_size: dict[int, BoxedImages] = {}
     for pm in models.values():
         model = pm.model.cpu().eval()
         correct = _zoo_correct(pm)
@@ -182,7 +183,9 @@ def run_imagenette(params: ImagenetteParams, *, progress: bool = True) -> Imagen
         xs, _ys = test_sample(pm.data, params.score_images, params.common.seed)
         road = road_scores(model, xs, gradcam(model, xs))
         size = pm.data.input_shape[-1]
-        boxed = load_boxed_imagenette(size, params.common.data_dir)
+        if size not in boxed_by_size:  # BU and TD share their input size: decode once
+            boxed_by_size[size] = load_boxed_imagenette(size, params.common.data_dir)
+        boxed = boxed_by_size[size]
         energy, hits, shown = box_localisation(model, boxed, n=params.box_images)
         tpc = pm.config.data.test_per_class
         test_set = f"imagenette val, {'all' if tpc is None else tpc}/class, {size} px"
