@@ -111,3 +111,48 @@ def test_the_shipped_archives_verify() -> None:
     for n in names:
         triples = verify_archive(n, sample=2, seed=0)
         assert all(t.same for t in triples)
+
+
+def test_the_per_scale_study_comes_from_the_td_adversarials(built: Path) -> None:
+    """Fig 3 in the archive: the clean subset is the clean accuracy and "all" the attack itself."""
+    from tdlib.archive.records import to_scale_record
+    from tdlib.attacks.scales import SCALE_SUBSETS
+
+    arc = read_archive(SPEC.name, built)
+    scales = arc.manifest["scales"]
+    assert scales["variant"] == "td" and scales["attacks"] == list(SPEC.attacks)
+    assert scales["subsets"] == ["clean", *SCALE_SUBSETS]
+    assert set(scales["silenced_accuracy"]) == {"none", "high", "medium"}
+    clean = arc.arrays["td/clean_correct"].astype(bool)
+    for a in SPEC.attacks:
+        assert np.array_equal(arc.arrays[f"td/{a}/scale/clean"], clean)
+        fooled = arc.arrays[f"td/{a}/success"].any(axis=0)
+        assert not arc.arrays[f"td/{a}/scale/all"][fooled].any()
+    assert not any(k.startswith("bu/") and "/scale/" in k for k in arc.arrays)
+    rec = to_scale_record(arc)
+    assert rec is not None and {e.attack for e in rec.evals} == set(SPEC.attacks)
+    assert all(len(b) == int(clean.sum()) for e in rec.evals for b in e.subsets.values())
+    assert [r.claim for r in rec.claim_rows()] == ["scale"]
+
+
+SPEC1 = ArchiveSpec("mnist", "lenetfc", ("bu", "td"), attacks=("gaussian_blur",), whitebox=(),
+                    n_images=6, reps=1)
+
+
+def test_verify_recomputes_the_per_scale_bits(tmp_path: Path, data_root: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one repetition a re-run gives the archived adversarial: its per-scale bits must agree."""
+    monkeypatch.setenv("TDLIB_DATA", str(data_root))
+    root, runs = tmp_path / "arc", tmp_path / "runs"
+    for v in SPEC1.variants:
+        run_variant(SPEC1, v, runs_root=runs, progress=False)
+    pack(SPEC1, runs_root=runs, root=root)
+    triples = verify_archive(SPEC1.name, sample=8, seed=3, root=root)
+    assert any(t.scales_same for t in triples) and all(t.same for t in triples)
+    arc = read_archive(SPEC1.name, root)
+    arrays = dict(arc.arrays)
+    arrays["td/gaussian_blur/scale/high"] = ~arrays["td/gaussian_blur/scale/high"]
+    keep = {k: v for k, v in arc.manifest.items() if k not in ("format", "name", "file", "bytes", "sha256", "keys")}
+    write_archive(SPEC1.name, keep, arrays, root)
+    with pytest.raises(ArchiveError, match="per-scale bits differ"):
+        verify_archive(SPEC1.name, sample=8, seed=3, root=root)

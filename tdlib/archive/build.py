@@ -18,13 +18,18 @@ import numpy as np
 import torch
 
 from tdlib.archive.store import ArchiveError, write_archive
-from tdlib.attacks import robustness_sweep
+from tdlib.attacks import AttackResult, robustness_sweep
+from tdlib.attacks.result import minimal_over_repetitions
+from tdlib.attacks.scales import SCALE_SUBSETS, scale_perturbation, scale_removal, supports_scales
 from tdlib.attacks.sweep import rep_path, rep_seed
 from tdlib.errors import ConfigError, check_name
 from tdlib.io import default_runs_root, read_json, write_json
 from tdlib.names import ATTACKS, PAPER_ATTACKS, WHITEBOX_ATTACKS
 
-__all__ = ["ArchiveSpec", "pack", "run_variant", "test_indices"]
+__all__ = ["SCALE_VARIANT", "ArchiveSpec", "pack", "run_variant", "test_indices"]
+
+#: The variant whose adversarials feed the per-scale study (the paper's single-input TD).
+SCALE_VARIANT = "td"
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,32 @@ def _load_rep(path: Path) -> tuple[dict[str, Any], float]:
     return state["result"], float(state.get("seconds", float("nan")))
 
 
+def _scale_arrays(spec: ArchiveSpec, variant: str, folder: Path) -> tuple[dict[str, np.ndarray],
+                                                                          dict[str, Any]]:
+    """The per-scale study (supplement Fig 3) from the adversarials the run kept: per paper attack,
+    the images (minimal adversarial over the repetitions, as the paper merges them) fed to each
+    subset of the TD model's inputs, and its accuracy with each side branch silenced.
+
+    Returns ``({"<v>/<attack>/scale/<subset>": (N,) bool}, manifest part)``, empty for a model
+    without a multi-input copy.
+    """
+    entry, model, x, y = _model_and_images(spec, variant)
+    if not supports_scales(model):
+        return {}, {}
+    arrays: dict[str, np.ndarray] = {}
+    for a in spec.attacks:
+        results = [AttackResult.from_state(_load_rep(rep_path(folder, a, r))[0])
+                   for r in range(spec.reps_of(a))]
+        per = scale_perturbation(model, x, y, minimal_over_repetitions(results))
+        for subset, ok in per.items():
+            arrays[f"{variant}/{a}/scale/{subset}"] = ok.numpy().astype(bool)
+    part = {"variant": variant, "attacks": list(spec.attacks), "subsets": ["clean", *SCALE_SUBSETS],
+            "model": entry.name, "silenced_accuracy": {k: round(v, 2) for k, v in scale_removal(model, x, y).items()},
+            "merge": "minimal L2 over the repetitions, then the adversarial (clean where it failed) "
+                     "fed to the subset's inputs and the clean image to the others"}
+    return arrays, part
+
+
 def pack(spec: ArchiveSpec, *, runs_root: str | os.PathLike[str] | None = None,
          root: str | os.PathLike[str] | None = None) -> Path:
     """Write the archive of ``spec`` from its finished runs.
@@ -156,6 +187,10 @@ def pack(spec: ArchiveSpec, *, runs_root: str | os.PathLike[str] | None = None,
             arrays[f"{v}/{a}/success"] = np.stack(rows["success"]).astype(bool)
             seconds[v][a] = round(secs, 2)
     assert n_test is not None
+    scales: dict[str, Any] = {}
+    if SCALE_VARIANT in spec.variants:
+        extra, scales = _scale_arrays(spec, SCALE_VARIANT, _folder(spec, SCALE_VARIANT, runs_root))
+        arrays.update(extra)
     idx = test_indices(n_test, spec.n_images, spec.seed)
     arrays["indices"] = idx
     from tdlib.data import load_dataset
@@ -179,6 +214,7 @@ def pack(spec: ArchiveSpec, *, runs_root: str | os.PathLike[str] | None = None,
         "machine": machine_description(),
         "threads": {v: models[v].get("threads") for v in spec.variants},
         "seconds": seconds, "cpu_hours": round(cpu / 3600.0, 3), "wall_hours": round(wall / 3600.0, 3),
+        **({"scales": scales} if scales else {}),
     }
     return write_archive(spec.name, manifest, arrays, root)
 

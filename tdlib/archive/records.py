@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from tdlib.archive.store import Archive, list_archives, read_archive
-from tdlib.experiments.records import AttackEval, Exp2Result, ModelRef, ResultMeta
+from tdlib.bitstring import bits
+from tdlib.experiments.records import AttackEval, Exp2Result, ModelRef, ResultMeta, ScaleEval, ScaleResult
 
-__all__ = ["archive_curves", "archive_records", "live_check", "to_record"]
+__all__ = ["archive_curves", "archive_records", "live_check", "to_record", "to_scale_record"]
 
 
 def to_record(archive: Archive) -> Exp2Result:
@@ -32,13 +33,46 @@ def to_record(archive: Archive) -> Exp2Result:
     return Exp2Result(meta, tuple(evals))
 
 
-def archive_records(root: str | os.PathLike[str] | None = None) -> list[Exp2Result]:
-    """Every archive of the archive folder, checked, as records.
+def to_scale_record(archive: Archive) -> ScaleResult | None:
+    """The archive's per-scale study as a record (``None`` when it has none): per paper attack,
+    the TD model's correctness with each input subset perturbed, on the images it classifies
+    correctly when clean (as the live study attacks only those)."""
+    man = archive.manifest
+    scales = man.get("scales")
+    if not scales:
+        return None
+    v = scales["variant"]
+    m = man["models"][v]
+    ref = ModelRef(man["dataset"], man["backbone"], v, 0, "zoo", m["entry"],
+                   float(m["test_accuracy"]), int(m["test_images"]))
+    keep = np.asarray(archive.arrays[f"{v}/clean_correct"], dtype=bool)
+    images = f"{man['images']}; the {int(keep.sum())} that {m['entry']} classifies correctly"
+    evals = tuple(
+        ScaleEval(ref, a, images,
+                  {s: bits(np.asarray(archive.arrays[f"{v}/{a}/scale/{s}"], dtype=bool)[keep])
+                   for s in scales["subsets"]},
+                  dict(scales.get("silenced_accuracy", {})))
+        for a in scales["attacks"])
+    meta = ResultMeta("exp2_scales", "archive", {"archive": archive.name, "command": man["command"]},
+                      str(man["sha256"])[:10], str(man["created"]), str(man.get("tdlib_commit", "")))
+    return ScaleResult(meta, evals)
+
+
+def archive_records(root: str | os.PathLike[str] | None = None) -> list[Exp2Result | ScaleResult]:
+    """Every archive of the archive folder, checked, as records (its attacks, and its per-scale
+    study where it has one).
 
     Raises:
         ArchiveError: an archive does not match its manifest.
     """
-    return [to_record(read_archive(n, root)) for n in list_archives(root)]
+    out: list[Exp2Result | ScaleResult] = []
+    for n in list_archives(root):
+        archive = read_archive(n, root)
+        out.append(to_record(archive))
+        scale = to_scale_record(archive)
+        if scale is not None:
+            out.append(scale)
+    return out
 
 
 def live_check(runs: Sequence[Any], archives: Sequence[Archive], *, seed: int,

@@ -10,7 +10,10 @@ that does not match it.
 Array keys: ``indices`` and ``labels`` (N,), the test-set positions and labels of the attacked
 images; per variant ``<v>/clean_correct`` (N,); per variant and attack ``<v>/<attack>/l2``,
 ``<v>/<attack>/linf`` (R, N) float64 (0: the clean image is misclassified, inf: no adversarial
-found) and ``<v>/<attack>/success`` (R, N) bool, one row per repetition.
+found) and ``<v>/<attack>/success`` (R, N) bool, one row per repetition. Where the TD model has a
+multi-input copy, the per-scale study (supplement Fig 3): ``td/<attack>/scale/<subset>`` (N,) bool,
+the TD model's correctness with the adversarial fed to that subset of its inputs (manifest
+``scales``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import torch
 from tdlib.archive.build import spec_from_manifest, test_indices
 from tdlib.archive.store import Archive, ArchiveError, read_archive
 from tdlib.attacks import run_attack
+from tdlib.attacks.scales import scale_perturbation
 from tdlib.attacks.sweep import rep_seed
 
 __all__ = ["Triple", "check_models", "verify_archive"]
@@ -32,10 +33,15 @@ class Triple:
     position: int
     archived: float
     rerun: float
+    #: the per-scale bits of this image recomputed from the re-run adversarial equal the archived
+    #: ones (None: not checked, the triple is not the per-scale study's or its attack has several
+    #: repetitions, whose minimum a single re-run cannot give)
+    scales_same: bool | None = None
 
     @property
     def same(self) -> bool:
-        return self.archived == self.rerun or (np.isnan(self.archived) and np.isnan(self.rerun))
+        l2_same = self.archived == self.rerun or (np.isnan(self.archived) and np.isnan(self.rerun))
+        return l2_same and self.scales_same is not False
 
 
 def check_models(archive: Archive) -> dict[str, Any]:
@@ -95,10 +101,19 @@ def verify_archive(name: str, *, sample: int = 6, seed: int | None = None,
         res = run_attack(models[v].to(device), x, y, a, protocol=spec.protocol,
                          seed=rep_seed(spec.seed, a, r), device=device, steps=steps,
                          indices=torch.tensor([pos]))
-        triples.append(Triple(v, a, r, pos, float(archive.l2(v, a)[r, pos]), float(res.l2[0])))
+        scales = man.get("scales") or {}
+        scales_same = None
+        if v == scales.get("variant") and a in scales.get("attacks", ()) and man["reps"][a] == 1:
+            per = scale_perturbation(models[v].to(device), x, y, res)
+            scales_same = all(bool(per[s][0]) == bool(archive.arrays[f"{v}/{a}/scale/{s}"][pos])
+                              for s in scales["subsets"])
+        triples.append(Triple(v, a, r, pos, float(archive.l2(v, a)[r, pos]), float(res.l2[0]),
+                              scales_same))
     bad = [t for t in triples if not t.same]
     if bad:
         raise ArchiveError(f"archive {name}: {len(bad)} of {len(triples)} re-run triples differ: "
                            + "; ".join(f"{t.variant}/{t.attack} rep {t.rep} image {t.position}: "
-                                       f"archived {t.archived!r}, re-run {t.rerun!r}" for t in bad))
+                                       f"archived {t.archived!r}, re-run {t.rerun!r}"
+                                       + (", per-scale bits differ" if t.scales_same is False else "")
+                                       for t in bad))
     return triples

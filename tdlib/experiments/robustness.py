@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from tdlib.attacks import AttackResult, accuracy_loss_curve, attack_summary, robustness_sweep
-from tdlib.bitstring import bits
+from tdlib.attacks.scales import SCALE_SUBSETS, scale_perturbation, scale_removal
+from tdlib.bitstring import bits, unbits
 from tdlib.config import DATASET_BACKBONES
 from tdlib.errors import ConfigError
 from tdlib.experiments.models import ProvidedModel, provide
@@ -36,17 +37,11 @@ __all__ = [
     "example_images",
     "run",
     "run_scales",
+    "scale_accuracy_rows",
     "scale_perturbation",
     "scale_removal",
     "test_sample",
 ]
-
-#: Input subsets of the per-scale study (supplement Fig 3); index 0 = full resolution.
-SCALE_SUBSETS: dict[str, tuple[int, ...]] = {
-    "high": (0,), "medium": (1,), "low": (2,),
-    "high-medium": (0, 1), "high-low": (0, 2), "medium-low": (1, 2), "all": (0, 1, 2),
-}
-
 
 def test_sample(data: Any, n: int | None, seed: int = 0, *,
                 strict: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,55 +163,6 @@ def run(params: Exp2Params, *, progress: bool = True) -> Exp2Run:
     return Exp2Run(Exp2Result(params.meta(), evals), tuple(runs))
 
 
-@torch.no_grad()
-def scale_perturbation(model: TDLibModel, x: torch.Tensor, y: torch.Tensor, result: AttackResult,
-                       *, batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Per-image correctness of a TD model when only some pyramid inputs see the adversarial.
-
-    The adversarials of ``result`` (found against the single-input model; the clean image where
-    the attack failed) go to the inputs of each subset in :data:`SCALE_SUBSETS`, the clean image to
-    the others, through ``model.forward_multi``.
-
-    Returns:
-        subset name (and ``"clean"``) -> (N,) bool tensor.
-    """
-    n_scales = int(getattr(model, "num_scales", 1))
-    if n_scales != 3 or not hasattr(model, "forward_multi"):
-        raise ConfigError("scale_perturbation needs a 3-scale TD model (lenetfc/nin_light/nin/resnet32)")
-    model.eval()
-    device = next(model.parameters()).device
-    x_adv = torch.where(result.success[:, None, None, None], result.x_adv, x)
-    out: dict[str, torch.Tensor] = {}
-    for name, subset in {"clean": (), **SCALE_SUBSETS}.items():
-        preds = []
-        for s in range(0, len(y), batch_size):
-            xc, xa = x[s : s + batch_size].to(device), x_adv[s : s + batch_size].to(device)
-            preds.append(model.forward_multi([xa if i in subset else xc for i in range(n_scales)])
-                         .argmax(1).cpu())
-        out[name] = (torch.cat(preds) == y) if preds else torch.zeros(0, dtype=torch.bool)
-    return out
-
-
-@torch.no_grad()
-def scale_removal(model: TDLibModel, x: torch.Tensor, y: torch.Tensor,
-                  *, batch_size: int = 256) -> dict[str, float]:
-    """Accuracy (%) with each side branch silenced in turn (``model.silence(scale)``)."""
-    model.eval()
-    device = next(model.parameters()).device
-
-    def acc() -> float:
-        pred = torch.cat([model(x[s : s + batch_size].to(device)).argmax(1).cpu()
-                          for s in range(0, len(y), batch_size)])
-        return 100.0 * float((pred == y).float().mean())
-
-    names = {0: "high", 1: "medium", 2: "low"}
-    out = {"none": acc()}
-    for scale in range(int(getattr(model, "num_scales", 1)) - 1):
-        with model.silence(scale):
-            out[names.get(scale, str(scale))] = acc()
-    return out
-
-
 @dataclass(frozen=True)
 class ScaleRun:
     """What :func:`run_scales` returns: the record, the live runs and per-subset accuracies."""
@@ -226,17 +172,22 @@ class ScaleRun:
 
     def accuracy_rows(self) -> list[dict[str, Any]]:
         """Accuracy (%) per (dataset, attack, subset) on the attacked images."""
-        from tdlib.bitstring import unbits
-
-        return [{"dataset": e.model.dataset, "attack": e.attack, "subset": s,
-                 "accuracy": 100.0 * float(unbits(b).mean()) if b else float("nan")}
-                for e in self.record.evals for s, b in e.subsets.items()]
+        return scale_accuracy_rows(self.record)
 
     def removal_rows(self) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, float]] = {}
         for e in self.record.evals:
             seen.setdefault(e.model.dataset, e.removal)
         return [{"dataset": d, "silenced": k, "accuracy": v} for d, r in seen.items() for k, v in r.items()]
+
+
+def scale_accuracy_rows(record: ScaleResult) -> list[dict[str, Any]]:
+    """Accuracy (%) per (dataset, backbone, attack, subset) of a per-scale record (live or archived),
+    with ``task`` = "dataset · backbone" for faceting."""
+    return [{"dataset": e.model.dataset, "backbone": e.model.backbone,
+             "task": f"{e.model.dataset} · {e.model.backbone}", "attack": e.attack, "subset": s,
+             "images": len(b), "accuracy": 100.0 * float(unbits(b).mean()) if b else float("nan")}
+            for e in record.evals for s, b in e.subsets.items()]
 
 
 def run_scales(params: ScaleParams, *, progress: bool = True) -> ScaleRun:
