@@ -161,6 +161,25 @@ def test_robustness_family_rows_pair_images_and_pool_attacks() -> None:
     assert rec2.claim_rows()[0].n == n - 100
 
 
+def test_width_variants_decide_the_figure_2_claims_not_tds() -> None:
+    """TD_uni / TD_rev rows: more robust than BU to spatial attacks, like BU to noise and blur."""
+    n = 400
+    base = RNG.uniform(1.0, 4.0, n)
+    evals = []
+    for attack, td, uni in (("spatial", 0.9, 1.4), ("salt_and_pepper", 1.5, 1.02),
+                            ("gaussian_blur", 1.3, 1.6), ("l2_pgd", 1.5, 1.5)):
+        evals += [attack_eval("bu", attack, base), attack_eval("td", attack, base * td),
+                  attack_eval("td_uni", attack, base * uni)]
+    rows = {(r.claim, r.scope): r for r in Exp2Result(meta("exp2"), tuple(evals)).claim_rows()}
+    scope = "mnist · lenetfc · td_uni"
+    assert rows[("variant_spatial", scope)].verdict is Verdict.HOLDS
+    assert rows[("variant_like_bu", f"{scope} · noise")].verdict is Verdict.HOLDS
+    assert rows[("variant_like_bu", f"{scope} · blur")].verdict is Verdict.DOES_NOT_HOLD
+    assert ("spatial", scope) not in rows and ("whitebox", scope) not in rows
+    assert rows[("spatial", "mnist · lenetfc")].verdict is Verdict.HOLDS  # TD itself: the TD claims
+    assert rows[("noise", "mnist · lenetfc")].verdict is Verdict.HOLDS
+
+
 def test_small_samples_are_inconclusive_not_decided() -> None:
     base = RNG.uniform(1.0, 4.0, 12)
     noisy = base * RNG.uniform(0.6, 1.6, 12)

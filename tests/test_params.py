@@ -61,6 +61,10 @@ def test_profile_fills_defaults_in_one_place() -> None:
     assert not Exp2Params.from_values(PROFILE="quick", PRETRAINED=False).use_zoo
     assert Exp1Params.from_values(PROFILE="quick").show_zoo
     assert not Exp1Params.from_values(PROFILE="smoke").show_zoo
+    # the zoo's CIFAR-10 models are shown (and judged) beside the live MNIST / F-MNIST runs
+    assert "cifar10_aug" in Exp1Params.from_values(PROFILE="quick").zoo_datasets
+    with pytest.raises(ConfigError, match="unknown dataset .cifar100."):
+        Exp1Params.from_values(PROFILE="quick", ZOO_DATASETS=["cifar100"])
 
 
 def test_identity_separates_what_changes_a_result() -> None:

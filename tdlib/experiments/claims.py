@@ -113,6 +113,17 @@ CLAIMS: dict[str, ClaimSpec] = {
         "TD not better; ResNet32-TD worse on CIFAR10_aug",
         "median over images and spatial attacks of the paired TD/BU ratio of minimal L2, as % change",
         "%", SPATIAL_MARGIN, "below"),
+    "variant_spatial": ClaimSpec(
+        "variant_spatial", "TD_uni and TD_rev are more robust than BU to spatial attacks (supp. Fig 2)",
+        "enhanced robustness against spatial attacks (CIFAR10_aug, ResNet32)",
+        "median over images and spatial attacks of the paired variant/BU ratio of minimal L2, as % change",
+        "%", ROBUSTNESS_GAIN, "above"),
+    "variant_like_bu": ClaimSpec(
+        "variant_like_bu",
+        "TD_uni and TD_rev are not more robust than BU to noise or blur: they behave like BU (supp. Fig 2)",
+        "similar to the BU baseline against the other attacks (CIFAR10_aug, ResNet32)",
+        "median over images and the family's attacks of the paired variant/BU ratio of minimal L2, "
+        "as % change (one row per family)", "%", SPATIAL_MARGIN, "below"),
     "whitebox": ClaimSpec(
         "whitebox", "TD's robustness gain holds under white-box minimal-L2 attacks (beyond the paper)",
         "not tested by the paper (decision- and score-based attacks only)",

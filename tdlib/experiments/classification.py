@@ -59,11 +59,13 @@ def _eval_trained(r: RunResult) -> AccuracyEval:
 
 
 def _eval_zoo(params: Exp1Params) -> tuple[list[AccuracyEval], list[Any]]:
+    """Every zoo model of ``ZOO_DATASETS`` (all its variants: CIFAR-10's TD_uni is judged against
+    BU too), evaluated on the full official test set."""
     from tdlib.zoo import evaluate_entry, read_entries
 
     evals, entries = [], []
     for e in read_entries():
-        if e.dataset not in params.datasets or e.variant not in params.variants:
+        if e.dataset not in params.zoo_datasets:
             continue
         res = evaluate_entry(e, data_root=params.common.data_dir, runs_root=params.common.run_dir)
         ref = ModelRef(e.dataset, e.backbone, e.variant, e.seed, "zoo", e.name, res.accuracy, res.n)

@@ -71,7 +71,10 @@ CLAIM_GRADE_FLOOR: dict[tuple[str, str], Floor] = {
     ("mnist", "lenetfc"): Floor(98.5, "explicit floor (the paper gives no LeNetFC number)"),
     ("fashion_mnist", "lenetfc"): Floor(88.5, "explicit floor (the paper gives no LeNetFC number)"),
     ("cifar10_aug", "nin"): _from_paper(89.75, "paper's NIN TD clean accuracy"),
-    ("cifar10_aug", "resnet32"): _from_paper(92.0, "paper's ResNet32 plateau (a lower bound)"),
+    # 92 - 1.5 would be 90.5; the mirror's CIFAR-10 is the upstream JPEG tree, whose lossy round trip
+    # the paper's PNG-exact arrays did not have, so the floor is the bar of 90.0%
+    ("cifar10_aug", "resnet32"): Floor(90.0, "paper's ResNet32 plateau 92% (a lower bound) - 1.5 points "
+                                             "- 0.5 for the mirror's JPEG round trip"),
     ("cifar10", "nin"): _from_paper(89.0, "paper's NIN plateau (a lower bound)"),
     ("cifar10", "resnet32"): _from_paper(88.0, "paper's ResNet32 plateau (a lower bound)"),
     ("imagenette", "resnet18_half"): Floor(80.0, "explicit floor (the paper gives no accuracy)"),
@@ -84,6 +87,11 @@ CLAIM_GRADE_FLOOR: dict[tuple[str, str], Floor] = {
 VARIANT_FLOOR: dict[tuple[str, str, str], Floor] = {
     ("imagenette", "resnet18_half", "td"): Floor(
         76.0, "explicit floor: BU's 80% minus the supplement's 4-point BU-TD gap"),
+    # CIFAR-10 ("a small drop"): the paper's un-augmented ResNet32 plateaus put TD 5 points under BU
+    # (88 vs 83); its TD variants are held to BU's 90% floor minus that gap (fixed before training)
+    **{("cifar10_aug", "resnet32", v): Floor(
+        85.0, "explicit floor: BU's 90% minus the 5-point BU-TD gap of the paper's CIFAR-10 "
+              "ResNet32 plateaus (88 vs 83)") for v in ("td", "td_uni", "td_rev")},
 }
 
 

@@ -306,6 +306,8 @@ class Exp1Params(ExperimentParams):
     variants: tuple[str, ...] = _nb("VARIANTS", ("bu", "td"))
     repetitions: int | None = _nb("REPETITIONS", None, "None (the profile's) or >= 1")
     zoo: bool | None = _nb("ZOO", None, "None (the profile's), True or False: show the zoo table")
+    zoo_datasets: tuple[str, ...] = _nb("ZOO_DATASETS", ("mnist", "fashion_mnist", "cifar10_aug"),
+                                        "dataset names")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", _names("DATASETS", self.datasets, DATASETS, "dataset"))
@@ -314,6 +316,8 @@ class Exp1Params(ExperimentParams):
         object.__setattr__(self, "variants", _names("VARIANTS", self.variants, VARIANTS, "variant"))
         _opt_int("REPETITIONS", self.repetitions)
         _opt_bool("ZOO", self.zoo)
+        object.__setattr__(self, "zoo_datasets",
+                           _names("ZOO_DATASETS", self.zoo_datasets, DATASETS, "dataset"))
         _check_pairs(self.datasets, self.backbone_list)
 
     @property

@@ -28,6 +28,7 @@ __all__ = [
     "FAMILIES",
     "RECORD_TYPES",
     "SCHEMA_VERSION",
+    "VARIANT_CLAIM",
     "AccuracyEval",
     "AttackEval",
     "Exp1Result",
@@ -189,9 +190,22 @@ def _pct(v: float) -> float:
     return 100.0 * (math.exp(v) - 1.0) if math.isfinite(v) else v
 
 
+#: The claim each attack family decides for the width variants TD_uni / TD_rev (supplement Fig 2:
+#: more robust than BU to spatial attacks, like BU otherwise; ``None``: no claim, no row).
+VARIANT_CLAIM: dict[str, str | None] = {"spatial": "variant_spatial", "noise": "variant_like_bu",
+                                        "blur": "variant_like_bu", "whitebox": None}
+
+
+def _family_claim(family: str, variant: str) -> str | None:
+    return family if variant == "td" else VARIANT_CLAIM[family]
+
+
 def _family_rows(evals: Sequence[AttackEval], meta: ResultMeta, *,
                  per_attack: bool = False) -> list[ClaimRow]:
-    """TD (and TD_uni / TD_rev) against BU per attack family, or per attack (``per_attack``)."""
+    """TD (and TD_uni / TD_rev) against BU per attack family, or per attack (``per_attack``).
+
+    TD's rows decide the family's own claim; TD_uni's and TD_rev's decide :data:`VARIANT_CLAIM`
+    (their scope names the family where one claim covers several)."""
     by: dict[tuple[str, str, str, str], dict[str, AttackEval]] = {}
     for e in evals:
         key = (e.model.dataset, e.model.backbone, e.images, e.protocol)
@@ -202,7 +216,8 @@ def _family_rows(evals: Sequence[AttackEval], meta: ResultMeta, *,
             groups = [(a,) for a in members] if per_attack else [members]
             for group, variant in itertools.product(groups, ("td", "td_uni", "td_rev")):
                 attacks = [a for a in group if f"bu/{a}" in got and f"{variant}/{a}" in got]
-                if not attacks:
+                claim = _family_claim(family, variant)
+                if not attacks or claim is None:
                     continue
                 bu = np.stack([np.asarray(got[f"bu/{a}"].l2) for a in attacks], axis=1)
                 td = np.stack([np.asarray(got[f"{variant}/{a}"].l2) for a in attacks], axis=1)
@@ -211,10 +226,12 @@ def _family_rows(evals: Sequence[AttackEval], meta: ResultMeta, *,
                 est = stats.pooled_median(stats.log_ratio(td[ok], bu[ok]))
                 models = [got[f"{vv}/{a}"].model for a in attacks for vv in ("bu", variant)]
                 scope = _scope(d, b) if variant == "td" else _scope(d, b, variant)
+                if claim == "variant_like_bu" and not per_attack:
+                    scope = _scope(scope, family)
                 if per_attack:
                     scope = f"{scope} · {attacks[0]}"
                 rows.append(decide_row(
-                    family, scope, effect=_pct(est.value), low=_pct(est.low), high=_pct(est.high),
+                    claim, scope, effect=_pct(est.value), low=_pct(est.low), high=_pct(est.high),
                     n=est.n, runs=[meta.id, *sorted({m.name for m in models})],
                     models=[m.grade() for m in models], created=meta.created,
                     detail={"attacks": attacks, "protocol": protocol, "images": images,
