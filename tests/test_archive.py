@@ -135,20 +135,24 @@ def test_the_per_scale_study_comes_from_the_td_adversarials(built: Path) -> None
     assert [r.claim for r in rec.claim_rows()] == ["scale"]
 
 
-SPEC1 = ArchiveSpec("mnist", "lenetfc", ("bu", "td"), attacks=("gaussian_blur",), whitebox=(),
-                    n_images=6, reps=1)
+SPEC1 = ArchiveSpec("mnist", "lenetfc", ("bu", "td"), attacks=("gaussian_blur",), whitebox=("l2_pgd",),
+                    n_images=6, reps=1, whitebox_steps=10)
 
 
 def test_verify_recomputes_the_per_scale_bits(tmp_path: Path, data_root: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """With one repetition a re-run gives the archived adversarial: its per-scale bits must agree."""
+    """With one repetition a re-run gives the archived adversarial: its per-scale bits must agree.
+    The white-box attack ran in batches of 4; its triples re-run their batch (positions 4-5: a
+    short last batch)."""
     monkeypatch.setenv("TDLIB_DATA", str(data_root))
     root, runs = tmp_path / "arc", tmp_path / "runs"
     for v in SPEC1.variants:
-        run_variant(SPEC1, v, runs_root=runs, progress=False)
+        run_variant(SPEC1, v, runs_root=runs, progress=False, batch_size=4)
     pack(SPEC1, runs_root=runs, root=root)
-    triples = verify_archive(SPEC1.name, sample=8, seed=3, root=root)
+    assert all(m["batch_size"] == 4 for m in read_archive(SPEC1.name, root).manifest["models"].values())
+    triples = verify_archive(SPEC1.name, sample=12, seed=3, root=root)
     assert any(t.scales_same for t in triples) and all(t.same for t in triples)
+    assert {t.position // 4 for t in triples if t.attack == "l2_pgd"} == {0, 1}
     arc = read_archive(SPEC1.name, root)
     arrays = dict(arc.arrays)
     arrays["td/gaussian_blur/scale/high"] = ~arrays["td/gaussian_blur/scale/high"]

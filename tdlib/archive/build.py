@@ -108,7 +108,8 @@ def run_variant(spec: ArchiveSpec, variant: str, *, runs_root: str | os.PathLike
                          seed=spec.seed, batch_size=batch_size, device=device, steps=steps,
                          whitebox_steps=spec.whitebox_steps, progress=progress)
     write_json(folder / "run.json", {"entry": entry.name, "sha256": entry.sha256,
-                                     "threads": torch.get_num_threads(), "device": str(device)})
+                                     "threads": torch.get_num_threads(), "device": str(device),
+                                     "batch_size": batch_size})
     return folder
 
 
@@ -168,6 +169,8 @@ def pack(spec: ArchiveSpec, *, runs_root: str | os.PathLike[str] | None = None,
             raise ArchiveError(f"archive {spec.name}: {v} was attacked with model {run.get('sha256')}, "
                                f"the zoo now holds {entry.sha256}: rerun `archive run` in a new runs folder")
         models[v]["threads"] = run.get("threads")
+        # the attack batch: a white-box attack's rounding depends on it (archive verify re-runs it)
+        models[v]["batch_size"] = int(run.get("batch_size", 128))
         seconds[v] = {}
         for a in (*spec.attacks, *spec.whitebox):
             rows: dict[str, list[np.ndarray]] = {"l2": [], "linf": [], "success": []}

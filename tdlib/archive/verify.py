@@ -17,6 +17,7 @@ import torch
 from tdlib.archive.build import spec_from_manifest, test_indices
 from tdlib.archive.store import Archive, ArchiveError, read_archive
 from tdlib.attacks import run_attack
+from tdlib.attacks.registry import WHITEBOX_ATTACKS
 from tdlib.attacks.scales import scale_perturbation
 from tdlib.attacks.sweep import rep_seed
 
@@ -95,12 +96,22 @@ def verify_archive(name: str, *, sample: int = 6, seed: int | None = None,
         a = str(rng.choice(man["attacks"]))
         r = int(rng.integers(man["reps"][a]))
         pos = int(rng.integers(spec.n_images))
-        x = data.test.images(torch.tensor([int(idx[pos])]))
-        y = data.test.y[torch.tensor([int(idx[pos])])]
+        # a decision attack keys its draws by position and queries in fixed-size buckets, so the
+        # image alone reproduces it; a gradient attack's float rounding depends on the batch it
+        # ran in (the batched convolutions), so its whole batch of the archive run is re-run
+        lo, hi = pos, pos + 1
+        batch = int(man["models"][v].get("batch_size", 128))
+        if a in WHITEBOX_ATTACKS:
+            lo = pos - pos % batch
+            hi = min(lo + batch, spec.n_images)
+        sel = torch.from_numpy(idx[lo:hi])
+        x, y = data.test.images(sel), data.test.y[sel]
         steps = spec.whitebox_steps if a in spec.whitebox else spec.steps
         res = run_attack(models[v].to(device), x, y, a, protocol=spec.protocol,
                          seed=rep_seed(spec.seed, a, r), device=device, steps=steps,
-                         indices=torch.tensor([pos]))
+                         indices=torch.arange(lo, hi), batch_size=batch)
+        res = res.select(torch.tensor([pos - lo]))
+        x, y = x[pos - lo : pos - lo + 1], y[pos - lo : pos - lo + 1]
         scales = man.get("scales") or {}
         scales_same = None
         if v == scales.get("variant") and a in scales.get("attacks", ()) and man["reps"][a] == 1:
