@@ -31,12 +31,13 @@ from benchmarks import plan
 from benchmarks.attack_bench import GOAL_FOOLBOX2_SPEEDUP, attack_sweep, foolbox2_comparison, profile_attack
 from benchmarks.common import log, resolve_device
 from benchmarks.data_bench import data_pipeline
+from benchmarks.efficiency_bench import GOAL_EFFICIENCY, engine_efficiency
 from benchmarks.machine import load_average, machine_info, measure_peak
 from benchmarks.report import render_markdown
 from benchmarks.worker import Case, run_in_process, run_in_subprocess
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("models", "variants", "attacks", "foolbox2", "data")
+SECTIONS = ("models", "variants", "attacks", "foolbox2", "efficiency", "data")
 
 #: Goals of the benchmark issue.
 GOAL_MFU = 0.6  # NIN-light TD training step, batch 128, CPU, 2 threads: >= 60 % of measured peak
@@ -155,7 +156,8 @@ def run_variants(device: torch.device, threads: int, peak: dict[str, Any], model
 
 #: the report keys each section writes
 SECTION_KEYS = {"models": ("models", "matched_bu", "td_bu_ratios"), "variants": ("variants",),
-                "attacks": ("attacks",), "foolbox2": ("foolbox2",), "data": ("data",)}
+                "attacks": ("attacks",), "foolbox2": ("foolbox2",), "efficiency": ("efficiency",),
+                "data": ("data",)}
 
 
 def carry_over(report: dict[str, Any], previous: Path, sections: set[str], *,
@@ -240,6 +242,15 @@ def evaluate_goals(report: dict[str, Any], device: torch.device, threads: int) -
         return (slow[key], f"{count}min x{slow[key]:.1f} ({slow['attack']}), max x{max(r[key] for r in rows):.1f}",
                 all(r[key] >= goal for r in rows), slow["attack"])
 
+    def efficiency() -> tuple[float, str, bool, str]:
+        rows = [(m["model"], r) for m in eff for r in m["rows"]]
+        name, worst = min(rows, key=lambda mr: mr[1]["efficiency"])
+        met = sum(r["efficiency"] >= GOAL_EFFICIENCY for _, r in rows)
+        return (worst["efficiency"], f"{met}/{len(rows)} (model, attack) pairs; min {worst['efficiency']:.2f} "
+                f"({name} {worst['attack']})", met == len(rows), f"{name} {worst['attack']}")
+
+    eff = report.get("efficiency", {}).get("models", [])
+    fb2b = [r for r in report.get("foolbox2", {}).get("rows", []) if "speedup_batch" in r]
     fb2 = [r for r in report.get("foolbox2", {}).get("rows", []) if "speedup_per_image" in r]
     best = [r for r in report.get("foolbox2", {}).get("rows", []) if "speedup_best" in r]
     att = report.get("attacks", {}).get("rows", [])
@@ -250,6 +261,10 @@ def evaluate_goals(report: dict[str, Any], device: torch.device, threads: int) -
               td_bu if main else None),
         _goal(f"LeNetFC training steps >= {GOAL_LEGACY_SPEEDUP:.0f}x the images/s of the layers before the "
               "speed-ups (side by side)", lenet if legacy else None),
+        _goal(f"engine efficiency >= {GOAL_EFFICIENCY} for every paper attack on LeNetFC-TD, NIN-light TD and "
+              "ResNet32-TD (queries x best per-image forward time / wall time)", efficiency if eff else None),
+        _goal("every paper attack faster than foolbox 2.2.1 called as the paper did (batched, one thread)",
+              (lambda: worst_speedup(fb2b, "speedup_batch", 1.0, True)) if fb2b else None),
         _goal("every paper attack >= 10x foolbox 2.2.1 (per image, same model, images and seeds, one thread)",
               (lambda: worst_speedup(fb2, "speedup_per_image", GOAL_FOOLBOX2_SPEEDUP, True)) if fb2 else None),
         _goal("every paper attack >= 10x foolbox 2.2.1, each library at its fastest thread count (1 or 2)",
@@ -266,6 +281,12 @@ def profile_missed(report: dict[str, Any], device: torch.device, victim: Any, *,
     by_label = {r["label"]: r for r in report.get("models", [])}
     for goal in report["goals"]:
         if goal["met"] is not False or goal["case"] is None:
+            continue
+        if goal["goal"].startswith("engine efficiency"):  # profiled in its own section
+            model, attack = goal["case"].split(" ")
+            for m in report.get("efficiency", {}).get("models", []):
+                out += [{"goal": goal["goal"], "case": goal["case"], "table": r["profile"]}
+                        for r in m["rows"] if m["model"] == model and r["attack"] == attack and "profile" in r]
             continue
         if goal["goal"].startswith("batched attack"):
             if victim is None:
@@ -334,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         report["attacks"] = att
     if "foolbox2" in sections:
         report["foolbox2"] = foolbox2_comparison(reduced=args.reduced)
+    if "efficiency" in sections:
+        report["efficiency"] = engine_efficiency(device, reduced=args.reduced,
+                                                 profile_below=bool(args.profile_missed))
     if "data" in sections:
         report["data"] = data_pipeline(device, reduced=args.reduced)
     carried = carry_over(report, out_dir / f"report-{device.type}.json", sections,

@@ -40,7 +40,12 @@ def test_json_report_is_well_formed(reduced_run: Path) -> None:
     assert report["data"] and all(r["ips"] > 0 for r in report["data"])
     assert {r["setting"] for r in report["variants"]} >= {"bf16 autocast", "legacy layers"}
     assert report["foolbox2"]["skipped"].startswith("reduced mode")
-    assert len(report["goals"]) == 6 and all(g["met"] in (True, False, None) for g in report["goals"])
+    assert len(report["goals"]) == 8 and all(g["met"] in (True, False, None) for g in report["goals"])
+    eff = report["efficiency"]
+    assert [m["model"] for m in eff["models"]] == ["mnist-lenetfc-td"]  # reduced: the smallest model
+    for r in eff["models"][0]["rows"]:
+        assert r["queries"] > 0 and r["wall_s"] > 0 and 0 < r["efficiency"] == r["model_s"] / r["wall_s"]
+        assert ("profile" in r) == (r["efficiency"] < eff["goal"])
     legacy = next(g for g in report["goals"] if g["goal"].startswith("LeNetFC"))
     assert legacy["met"] in (True, False) and legacy["value"] > 0  # reduced mode measures lenetfc/td both ways
     missed = [g for g in report["goals"] if g["met"] is False]
@@ -52,7 +57,7 @@ def test_markdown_is_well_formed(reduced_run: Path) -> None:
     md = (reduced_run / "RESULTS.md").read_text()
     assert md.startswith("# Benchmarks\n")
     for heading in ("## Machine", "## Measured peak", "## Goals", "## Training step and inference per model",
-                    "## TD/BU cost", "## Settings", "## Attack sweep", "## Data pipeline"):
+                    "## TD/BU cost", "## Settings", "## Attack sweep", "## Engine efficiency", "## Data pipeline"):
         assert heading in md, heading
     assert "python -m benchmarks.run --reduced" in md
     # every table row has as many cells as its header
