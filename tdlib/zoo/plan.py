@@ -80,11 +80,13 @@ def _entries() -> tuple[PlanEntry, ...]:
     out += [PlanEntry("imagenette", "resnet18_half", "bu", 0, 30, amp=True, image_size=64),
             PlanEntry("imagenette", "resnet18_half", "td", 0, 48, amp=True, image_size=64)]
     # CIFAR-10 augmented ResNet32 (supplement: 200 epochs, Nesterov SGD 0.9, lr 0.1, Keras-l2 1e-4,
-    # batch 128): 40 epochs (20% of the paper's) for BU, TD and TD_uni alike, bf16 autocast. A training
-    # step at batch 128 took 0.15 / 0.19 / 0.29 s in bf16 against 0.31 / 0.37 / 0.53 s in fp32 (BU /
-    # TD / TD_uni, channels_last) on 2 AMD EPYC cores (avx512_bf16): about 1 / 1.2 / 1.8 min per
-    # epoch of the 45,000 training images. TD_rev (14 min per fp32 epoch) is left to the GPU.
-    out += [PlanEntry("cifar10_aug", "resnet32", v, 0, 40, amp=True) for v in ("bu", "td", "td_uni")]
+    # batch 128): 100 epochs (half the paper's) for BU, TD and TD_uni alike, bf16 autocast. 40 epochs
+    # left BU at 87.44% on the 10,000 test images (validation 87.2%, flat over the last 12 epochs;
+    # the mirror's JPEG copies cost accuracy too), under the 90% bar. A training step at batch 128
+    # took 0.15 / 0.19 / 0.29 s in bf16 against 0.31 / 0.37 / 0.53 s in fp32 (BU / TD / TD_uni,
+    # channels_last) on 2 AMD EPYC cores (avx512_bf16): about 1 / 1.2 / 1.8 min per epoch of the
+    # 45,000 training images. TD_rev (14 min per fp32 epoch) is left to the GPU.
+    out += [PlanEntry("cifar10_aug", "resnet32", v, 0, 100, amp=True) for v in ("bu", "td", "td_uni")]
     return tuple(sorted(out, key=lambda e: e.name))
 
 
