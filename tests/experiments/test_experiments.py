@@ -26,7 +26,7 @@ from tdlib.experiments.models import provide
 from tdlib.experiments.params import Common, Exp1Params, Exp2Params, LocalisationParams, ScaleParams
 from tdlib.experiments.store import load_results, save_result
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_job_states_follow_sources_results_and_run_folders(tmp_path: Path,
 
 
 def test_results_page_is_stale_when_a_result_of_its_profile_changes(tmp_path: Path) -> None:
-    from tests.test_claims import exp1_record
+    from tests.experiments.test_claims import exp1_record
 
     (job,) = _grid(tmp_path, ("06_results",))
     before = job.stamp()

@@ -28,7 +28,7 @@ from tdlib.training import (
     save_checkpoint,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def smoke_cfg(variant: str = "td", epochs: int = 2, seed: int = 0):  # type: ignore[no-untyped-def]
