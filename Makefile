@@ -17,10 +17,10 @@ env:
 browser-deps:
 	@bash scripts/setup_browser.sh
 
-# foolbox 2.2.1 (the paper's attack library) in a side folder for tests/test_foolbox2.py; offline
+# foolbox 2.2.1 (the paper's attack library) in a side folder for tests/attacks/test_foolbox2.py; offline
 # without a wheel (FOOLBOX2_WHEEL) it cannot install, and that test skips
 foolbox2: env
-	@VENV=$(VENV) bash scripts/setup_foolbox2.sh || echo "[foolbox2] not installed: tests/test_foolbox2.py will skip"
+	@VENV=$(VENV) bash scripts/setup_foolbox2.sh || echo "[foolbox2] not installed: tests/attacks/test_foolbox2.py will skip"
 
 lint: env
 	$(VENV)/bin/ruff check tdlib tests benchmarks scripts notebooks hubconf.py conftest.py

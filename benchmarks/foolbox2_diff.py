@@ -4,7 +4,7 @@
 that ``scripts/setup_foolbox2.sh`` installs; :func:`run_tdlib` runs ``run_attack(protocol="paper")``
 on the same inputs; :func:`compare` matches the two image for image and by distribution. Image ``i``
 of foolbox 2 is seeded with ``sample_seed(seed, i)``, the seed tdlib gives that sample, so the random
-attacks are comparable image for image too. Used by ``tests/test_foolbox2.py`` and the benchmark.
+attacks are comparable image for image too. Used by ``tests/attacks/test_foolbox2.py`` and the benchmark.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python scripts/gpu_check.py          # or: python -m scripts.gpu_check
 
-1. ``tests/test_devices.py`` on the GPU: every attack of both protocol registries through a
+1. ``tests/project/test_devices.py`` on the GPU: every attack of both protocol registries through a
    LeNetFC-TD on ``cuda``, a paper attack against the same model on the CPU, Grad-CAM (both
    normalisations) and a few training steps.
 2. ``python -m tdlib zoo verify --device cuda --only 'mnist-lenetfc-*'``: the zoo's MNIST LeNetFC
@@ -54,7 +54,8 @@ def main() -> int:
         env = {**os.environ, "TDLIB_RUNS": os.environ.get("TDLIB_RUNS", runs)}
         ok = [
             _step("attacks, Grad-CAM, training on cuda",
-                  [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_devices.py"], env),
+                  [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   "tests/project/test_devices.py"], env),
             _step("zoo verify on cuda",
                   [sys.executable, "-m", "tdlib", "zoo", "verify", "--device", "cuda", "--only", "mnist-lenetfc-*"],
                   env),

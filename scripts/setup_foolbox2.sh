@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install foolbox 2.2.1, the paper's attack library, into a side folder for the differential test
-# (tests/test_foolbox2.py) and the side-by-side attack benchmark. Idempotent: a stamp records what
+# (tests/attacks/test_foolbox2.py) and the side-by-side attack benchmark. Idempotent: a stamp records what
 # is installed, and nothing is reinstalled while it matches.
 #
 # foolbox 2.2.1 needs numpy < 2, the project's environment has numpy 2. Both are installed with

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -45,8 +47,6 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota exceeded, 
 
 def utc_now() -> str:
     """UTC time stamp (ISO 8601, seconds) for manifests and result identities."""
-    import datetime
-
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
@@ -248,8 +248,6 @@ def run_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     The second process waits until the first releases the lock (then typically finds the run done
     and reuses it).
     """
-    import fcntl
-
     p = ensure_writable_dir(folder)
     with open(p / ".lock", "a+b") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)

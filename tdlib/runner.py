@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tdlib.errors import TdlibError
+from tdlib.experiments.params import params_for_notebook
 from tdlib.io import atomic_write_text
 
 __all__ = ["ALLOWED_TAGS", "NotebookError", "execute_notebook", "hygiene_problems",
@@ -51,8 +52,6 @@ def validate_parameters(source: str | os.PathLike[str], parameters: Mapping[str,
     Raises:
         ConfigError: unknown names, wrong types or values, impossible combinations.
     """
-    from tdlib.experiments.params import params_for_notebook
-
     cls = params_for_notebook(Path(source).stem)
     if cls is None:
         return None

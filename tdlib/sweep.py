@@ -30,9 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tdlib import runner
 from tdlib.config import get_profile
 from tdlib.errors import ConfigError
-from tdlib.io import read_json, write_json
+from tdlib.experiments import store
+from tdlib.experiments.params import Common, params_for_notebook
+from tdlib.io import read_json, run_dir, write_json
 
 __all__ = ["EXECUTED", "NOTEBOOKS", "Job", "build_grid", "describe", "run_sweep", "select"]
 
@@ -85,17 +88,13 @@ class Job:
     def _results_digest(self) -> bytes:
         if self.notebook.stem != RESULTS_NOTEBOOK or self.record is None:
             return b""
-        from tdlib.experiments.store import RESULTS_DIR, _root
-
-        base = _root(self.record.common.run_dir) / RESULTS_DIR
+        base = store._root(self.record.common.run_dir) / store.RESULTS_DIR
         files = sorted(base.glob(f"*/{self.record.common.profile}-*.json"))
         return b"".join(p.name.encode() + p.read_bytes() for p in files)
 
     def stamp(self) -> str:
-        from tdlib.experiments.store import source_hash
-
         params = json.dumps(self.parameters, sort_keys=True, default=str).encode()
-        return _digest(self.notebook.read_bytes(), params, source_hash().encode(),
+        return _digest(self.notebook.read_bytes(), params, store.source_hash().encode(),
                        self._results_digest())
 
     def stamp_path(self) -> Path:
@@ -112,11 +111,8 @@ class Job:
         path = self.result_path()
         if path is None or not path.is_file():
             return []
-        from tdlib.experiments.store import load_result
-        from tdlib.io import run_dir
-
         try:
-            rec = load_result(path)
+            rec = store.load_result(path)
         except Exception:  # a damaged result is reported when the page reads it
             return []
         root = run_dir(self.record.common.run_dir, "train", "x").parent
@@ -158,9 +154,6 @@ def build_grid(
     Raises:
         ConfigError / DeviceError / DataError: an invalid parameter, device or data root.
     """
-    from tdlib.experiments.params import Common, params_for_notebook
-    from tdlib.runner import validate_parameters
-
     get_profile(profile)  # validates the name
     Common(profile=profile, seed=seed, data_dir=data_dir, run_dir=runs_root,
            device=device).check_environment()
@@ -179,7 +172,7 @@ def build_grid(
                 out = Path(runs_root or (REPO / "runs")) / "sweep" / profile / f"{name}.ipynb"
                 variants.append((name, {**base, **extra}, out))
         for name, params, out in variants:
-            record = validate_parameters(nb, params) if params_for_notebook(nb.stem) else None
+            record = runner.validate_parameters(nb, params) if params_for_notebook(nb.stem) else None
             jobs.append(Job(name, nb, params, out, record))
     others = tuple(j.name for j in jobs if j.notebook.stem not in (RESULTS_NOTEBOOK, "00_architecture"))
     return [Job(j.name, j.notebook, j.parameters, j.output, j.record,
@@ -232,8 +225,6 @@ def run_sweep(
         NotebookError: after the others ran, if any job failed (the message lists them).
         KeyboardInterrupt: Ctrl-C; finished jobs are kept, nothing half-written is left.
     """
-    from tdlib.runner import NotebookError, execute_notebook
-
     if parallel < 1:
         raise ConfigError(f"parallel must be >= 1, got {parallel}")
     env = {"TDLIB_PROGRESS": os.environ.get("TDLIB_PROGRESS", "off")}
@@ -244,9 +235,9 @@ def run_sweep(
         t0 = time.perf_counter()
         log(f"[sweep] {job.name}: running")
         try:
-            execute_notebook(job.notebook, job.output, job.parameters, cell_timeout=cell_timeout,
+            runner.execute_notebook(job.notebook, job.output, job.parameters, cell_timeout=cell_timeout,
                              env=env)
-        except NotebookError as exc:
+        except runner.NotebookError as exc:
             log(f"[sweep] {job.name}: FAILED after {time.perf_counter() - t0:.0f} s: {exc}")
             return {"job": job.name, "ok": False, "seconds": time.perf_counter() - t0,
                     "error": str(exc)}
@@ -283,7 +274,7 @@ def run_sweep(
         raise
     failed = [r for r in records if not r["ok"]]
     if failed:
-        raise NotebookError("; ".join(f"{r['job']}: {r['error']}" for r in failed))
+        raise runner.NotebookError("; ".join(f"{r['job']}: {r['error']}" for r in failed))
     return records
 
 

@@ -22,9 +22,12 @@ from tdlib.attacks import AttackResult, robustness_sweep
 from tdlib.attacks.result import minimal_over_repetitions
 from tdlib.attacks.scales import SCALE_SUBSETS, scale_perturbation, scale_removal, supports_scales
 from tdlib.attacks.sweep import rep_path, rep_seed
+from tdlib.data import load_dataset
 from tdlib.errors import ConfigError, check_name
 from tdlib.io import default_runs_root, read_json, write_json
 from tdlib.names import ATTACKS, PAPER_ATTACKS, WHITEBOX_ATTACKS
+from tdlib.zoo import find_entry, load_entry
+from tdlib.zoo.build import _git_commit, machine_description
 
 __all__ = ["SCALE_VARIANT", "ArchiveSpec", "pack", "run_variant", "test_indices"]
 
@@ -86,9 +89,6 @@ def _folder(spec: ArchiveSpec, variant: str, runs_root: str | os.PathLike[str] |
 
 
 def _model_and_images(spec: ArchiveSpec, variant: str, device: str = "cpu") -> tuple[Any, Any, Any, Any]:
-    from tdlib.data import load_dataset
-    from tdlib.zoo import find_entry, load_entry
-
     entry = find_entry(spec.dataset, spec.backbone, variant, 0)
     model = load_entry(entry, device=device)
     data = load_dataset(spec.dataset, test_per_class=None, train_per_class=1)
@@ -151,9 +151,6 @@ def pack(spec: ArchiveSpec, *, runs_root: str | os.PathLike[str] | None = None,
     Raises:
         ArchiveError: a variant's run is incomplete (the message says which attack to run).
     """
-    from tdlib.zoo import find_entry
-    from tdlib.zoo.build import _git_commit, machine_description
-
     arrays: dict[str, np.ndarray] = {}
     models: dict[str, Any] = {}
     seconds: dict[str, dict[str, float]] = {}
@@ -196,8 +193,6 @@ def pack(spec: ArchiveSpec, *, runs_root: str | os.PathLike[str] | None = None,
         arrays.update(extra)
     idx = test_indices(n_test, spec.n_images, spec.seed)
     arrays["indices"] = idx
-    from tdlib.data import load_dataset
-
     arrays["labels"] = load_dataset(spec.dataset, test_per_class=None, train_per_class=1).test.y.numpy()[idx]
     wall = sum(s for v in seconds.values() for s in v.values())
     cpu = sum(s * (models[v].get("threads") or 1) for v in seconds for s in seconds[v].values())

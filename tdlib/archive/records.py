@@ -113,6 +113,7 @@ def live_check(runs: Sequence[Any], archives: Sequence[Archive], *, seed: int,
 def archive_curves(archive: Archive, *, points: int = 300) -> list[dict[str, Any]]:
     """The paper's accuracy-loss curves (minimal L2 over repetitions) of every model and attack,
     each thinned to at most ``points`` steps, for :func:`tdlib.plots.robustness_curves`."""
+    # lazy: tdlib.attacks imports torch; the claims table (`tdlib claims`) reads archives without it
     from tdlib.attacks import accuracy_loss_curve
 
     man = archive.manifest

@@ -20,6 +20,9 @@ from tdlib.attacks import run_attack
 from tdlib.attacks.registry import WHITEBOX_ATTACKS
 from tdlib.attacks.scales import scale_perturbation
 from tdlib.attacks.sweep import rep_seed
+from tdlib.data import load_dataset
+from tdlib.errors import UnknownNameError
+from tdlib.zoo import find_entry, load_entry
 
 __all__ = ["Triple", "check_models", "verify_archive"]
 
@@ -51,9 +54,6 @@ def check_models(archive: Archive) -> dict[str, Any]:
     Raises:
         ArchiveError: the zoo lacks a model, or holds another file under its name.
     """
-    from tdlib.errors import UnknownNameError
-    from tdlib.zoo import find_entry, load_entry
-
     out = {}
     for v, m in archive.manifest["models"].items():
         try:
@@ -77,8 +77,6 @@ def verify_archive(name: str, *, sample: int = 6, seed: int | None = None,
             labels disagree with the test set, or a re-run distance differs (the message lists
             every mismatch).
     """
-    from tdlib.data import load_dataset
-
     archive = read_archive(name, root)
     man = archive.manifest
     spec = spec_from_manifest(man)

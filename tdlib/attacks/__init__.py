@@ -7,7 +7,7 @@ Pointwise), and ``minimal`` searches a per-sample minimal L2 adversarial. See at
 details. Under ``paper`` every attack replays foolbox 2.2.1 query for query from per-sample random
 streams drawn by numpy (:mod:`tdlib.attacks.streams`): a sample gets the adversarial foolbox 2.2.1
 returns for it alone after ``foolbox.set_seeds(sample_seed(seed, index))`` (checked by
-tests/test_foolbox2.py). The scans run on a packed first-hit engine
+tests/attacks/test_foolbox2.py). The scans run on a packed first-hit engine
 (:func:`tdlib.attacks.scan.first_hit`) that asks the model itself, batched, in inference mode, on
 its own device (:mod:`tdlib.attacks.queries`).
 

@@ -27,7 +27,7 @@ __all__ = ["blur_matrix", "contrast_reduction", "gaussian_blur"]
 
 def blur_matrix(n: int, sigma: float) -> np.ndarray:
     """(n, n) float64 ``M`` with ``gaussian_filter1d(v, sigma, mode='reflect', truncate=4) = M @ v``."""
-    from scipy.ndimage import gaussian_filter1d
+    from scipy.ndimage import gaussian_filter1d  # lazy: ~0.2 s; importing tdlib.attacks does not need it
 
     if sigma <= 1e-15:  # scipy skips such axes
         return np.eye(n)

@@ -20,7 +20,6 @@ import itertools
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import Tensor
 
 from tdlib.attacks.base import AttackContext
@@ -45,6 +44,8 @@ def _crop_center(img: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def transform_image(img: np.ndarray, drow: float, dcol: float, angle: float) -> np.ndarray:
     """One candidate from a (C, H, W) image, with scipy exactly as foolbox 2 computes it."""
+    from scipy import ndimage  # lazy: ~0.2 s; importing tdlib.attacks does not need it
+
     out = ndimage.rotate(img, angle, axes=(1, 2), reshape=True, order=1)
     out = ndimage.shift(out, (0.0, drow, dcol), mode="constant")
     return np.clip(_crop_center(out, img.shape), 0.0, 1.0)
@@ -53,6 +54,8 @@ def transform_image(img: np.ndarray, drow: float, dcol: float, angle: float) -> 
 def shift_matrix(n: int, d: float, keep: int) -> np.ndarray:
     """(keep, n) float64: ``ndimage.shift(v, d, order=3, mode='constant')`` of a length-``n`` vector,
     cropped to its centre ``keep`` values (foolbox 2's crop), as a matrix."""
+    from scipy import ndimage  # lazy (see transform_image)
+
     eye = np.eye(n)
     m = np.stack([ndimage.shift(eye[j], d, order=3, mode="constant") for j in range(n)], axis=1)
     start = (n - keep) // 2
@@ -73,6 +76,8 @@ class _Transforms:
 
     def rotated(self, i: int, a: int) -> Tensor:
         if (i, a) not in self._rot:
+            from scipy import ndimage  # lazy (see transform_image)
+
             angle = float(self.angles[a])
             img = self.imgs[i] if angle == 0.0 else ndimage.rotate(
                 self.imgs[i], angle, axes=(1, 2), reshape=True, order=1)

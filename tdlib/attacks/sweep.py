@@ -20,6 +20,7 @@ from tdlib.attacks.result import AttackResult, minimal_over_repetitions
 from tdlib.attacks.seeding import derive_seed
 from tdlib.errors import CheckpointError, ConfigError, InputShapeError, check_name
 from tdlib.io import atomic_write_bytes, ensure_writable_dir, run_lock, write_json
+from tdlib.progress import progress_bar
 
 __all__ = ["SUMMARY_FILE", "rep_path", "rep_seed", "robustness_sweep"]
 
@@ -124,8 +125,6 @@ def robustness_sweep(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[s
     """
     _check_sweep(model, x, y, attacks, protocol=protocol, device=device, reps=reps,
                  batch_size=batch_size, steps=steps, whitebox_steps=whitebox_steps)
-    from tdlib.progress import progress_bar
-
     out = ensure_writable_dir(out_dir)
     merged: dict[str, AttackResult] = {}
     seconds: dict[str, float] = {}

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
+from tdlib.cli import archive, claims, experiments, sweep, zoo
 from tdlib.errors import TdlibError
 
 __all__ = ["build_parser", "main"]
@@ -27,8 +28,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from tdlib.cli import archive, claims, experiments, sweep, zoo
-
     parser = _Parser(
         prog="python -m tdlib",
         description="Top-Down Networks (Lelekas et al., CVPRW 2020): models, training, "

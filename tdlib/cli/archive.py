@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tdlib.archive.store import archive_dir, list_archives, manifest_summary
 from tdlib.cli.common import names, path, positive_int, print_json
 
 
 def _spec(a: argparse.Namespace) -> Any:
+    # lazy: tdlib.archive.build imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.archive.build import ArchiveSpec
 
     kw: dict[str, Any] = {}
@@ -21,8 +23,6 @@ def _spec(a: argparse.Namespace) -> Any:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from tdlib.archive.store import archive_dir, list_archives, manifest_summary
-
     rows = [manifest_summary(n, a.archive_dir) for n in list_archives(a.archive_dir)]
     if a.json:
         print_json(rows)
@@ -35,6 +35,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    # lazy: tdlib.archive.build imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.archive.build import run_variant
 
     spec = _spec(a)
@@ -45,6 +46,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
+    # lazy: tdlib.archive.build imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.archive.build import pack
 
     path = pack(_spec(a), runs_root=a.run_dir, root=a.archive_dir)
@@ -57,7 +59,7 @@ def cmd_build(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    from tdlib.archive.store import list_archives
+    # lazy: tdlib.archive.verify imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.archive.verify import verify_archive
 
     todo = a.name or list_archives(a.archive_dir)

@@ -6,13 +6,12 @@ import argparse
 from typing import Any
 
 from tdlib.cli.common import path, print_json
+from tdlib.config import get_profile
+from tdlib.experiments.claims import claims_markdown
+from tdlib.experiments.verdicts import profile_claims
 
 
 def cmd_claims(a: argparse.Namespace) -> int:
-    from tdlib.config import get_profile
-    from tdlib.experiments.claims import claims_markdown
-    from tdlib.experiments.verdicts import profile_claims
-
     get_profile(a.profile)
     rows, records = profile_claims(a.profile, a.run_dir)
     if a.json:

@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Any
 
+from tdlib.io import to_json
+
 __all__ = ["add_common", "names", "nonnegative_int", "positive_int", "print_json"]
 
 
 def print_json(obj: Any) -> None:
     """One JSON document on stdout."""
-    from tdlib.io import to_json
-
     sys.stdout.write(to_json(obj))
 
 

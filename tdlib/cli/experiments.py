@@ -11,9 +11,12 @@ import math
 from typing import Any
 
 from tdlib.cli.common import add_common, names, positive_int, print_json
+from tdlib.config import run_config
+from tdlib.experiments.params import Exp2Params, LocalisationParams
 
 
 def cmd_models(a: argparse.Namespace) -> int:
+    # lazy: tdlib.models imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.models import summarize_all
 
     rows = summarize_all()
@@ -32,7 +35,7 @@ def _sizes(data: Any) -> dict[str, int]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from tdlib.config import run_config
+    # lazy: tdlib.training imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.training import fit_or_load, get_dataset, mean_std
 
     cfg = run_config(a.dataset, a.backbone, a.variant, profile=a.profile, epochs=a.epochs,
@@ -70,8 +73,8 @@ def _pretrained(a: argparse.Namespace) -> bool | None:
 
 
 def cmd_robustness(a: argparse.Namespace) -> int:
+    # lazy: tdlib.experiments.robustness imports torch; the CLI loads it only for this subcommand
     from tdlib.experiments import robustness as exp2
-    from tdlib.experiments.params import Exp2Params
 
     params = Exp2Params.from_values(
         PROFILE=a.profile, SEED=a.seed, DATA_DIR=a.data_root, RUN_DIR=a.run_dir, DEVICE=a.device,
@@ -101,8 +104,8 @@ def cmd_robustness(a: argparse.Namespace) -> int:
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
+    # lazy: tdlib.experiments.explain imports torch; the CLI loads it only for this subcommand
     from tdlib.experiments import explain as exp3
-    from tdlib.experiments.params import LocalisationParams
 
     params = LocalisationParams.from_values(
         PROFILE=a.profile, SEED=a.seed, DATA_DIR=a.data_root, RUN_DIR=a.run_dir, DEVICE=a.device,

@@ -6,12 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tdlib import sweep
 from tdlib.cli.common import nonnegative_int, path, positive_int, print_json
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from tdlib import sweep
-
     extra = {"executed_dir": Path(a.executed_dir)} if a.executed_dir else {}
     grid = sweep.build_grid(a.profile, runs_root=a.run_dir, data_dir=a.data_root, device=a.device,
                             seed=a.seed, **extra)

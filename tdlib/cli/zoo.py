@@ -9,6 +9,7 @@ from tdlib.cli.common import path, print_json
 
 
 def cmd_list(a: argparse.Namespace) -> int:
+    # lazy: tdlib.zoo imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.zoo import read_entries, zoo_dir
 
     entries = read_entries(a.zoo_dir)
@@ -24,6 +25,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
+    # lazy: tdlib.zoo imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.zoo import verify
 
     rows = verify(root=a.zoo_dir, data_root=a.data_root, only=a.only, device=a.device)
@@ -42,6 +44,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    # lazy: tdlib.zoo imports torch; the CLI loads it only for the subcommand that needs it
     from tdlib.zoo.build import train_entries
 
     entries = train_entries(only=a.only, runs_root=a.run_dir, root=a.zoo_dir, data_root=a.data_root,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 
 from tdlib.config import DataConfig
 from tdlib.data import sources
+from tdlib.data.boxes import box_mask, read_boxes
 from tdlib.data.root import cache_dir, data_root, offline
 from tdlib.data.transforms import BatchTransform, ImagenetteTrain, ShiftFlip
 from tdlib.errors import ConfigError, DataCorruptError, DataError, InputShapeError, check_name, one_line
@@ -175,7 +177,7 @@ def _download_allowed(cfg: DataConfig) -> bool:
 
 
 def _torchvision_download(name: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # lazy: takes seconds; only downloads and CIFAR pickles use it
 
     target = cache_dir() / "data"
     target.mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,7 @@ def _torchvision_download(name: str, train: bool) -> tuple[np.ndarray, np.ndarra
 
 
 def _read_cifar_pickles(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # lazy: takes seconds; only downloads and CIFAR pickles use it
 
     try:
         ds = tvd.CIFAR10(str(root), train=train, download=False)
@@ -242,7 +244,7 @@ def _imagenette_root(cfg: DataConfig, root: Path) -> Path:
         return root
     if _download_allowed(cfg):
         try:
-            import torchvision.datasets as tvd
+            import torchvision.datasets as tvd  # lazy: takes seconds; only downloads and CIFAR pickles use it
 
             target = cache_dir() / "data"
             target.mkdir(parents=True, exist_ok=True)
@@ -282,8 +284,6 @@ def _load_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
 def _save_cache(path: Path, arr: np.ndarray) -> None:
     """Write ``arr`` to ``path`` atomically; a failure is ignored (the cache is an optimisation)."""
     try:
-        import io
-
         buf = io.BytesIO()
         np.save(buf, arr, allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())
@@ -365,8 +365,6 @@ def _load_imagenette(cfg: DataConfig, spec: DatasetSpec, root: Path) -> DatasetB
         raise _missing(cfg, base, exc) from exc
     held_out = 0
     if cfg.hold_out_boxed:  # boxed training images are kept for the localisation scores
-        from tdlib.data.boxes import read_boxes
-
         boxed = {name for (split, name) in read_boxes() if split == "train"}
         keep = np.array([f.name not in boxed for f in tr_files])
         held_out = int((~keep).sum())
@@ -437,8 +435,6 @@ def load_boxed_imagenette(size: int, root: str | None = None, *,
         DataCorruptError: a malformed boxes file, a box outside its image, a box whose class is not
             its image's class, or a boxed file the dataset does not hold.
     """
-    from tdlib.data.boxes import box_mask, read_boxes
-
     cfg = DataConfig(dataset="imagenette", root=root, image_size=size, resize_size=size)
     base = _imagenette_root(cfg, data_root(root))
     boxes = read_boxes(boxes_file)

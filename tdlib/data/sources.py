@@ -169,7 +169,7 @@ def imagenette_files(
 
 def decode_images(files: list[Path], size: int) -> np.ndarray:
     """Decode JPEGs to RGB and resize (anti-aliased, aspect ratio not kept) to ``size``²; NCHW."""
-    from PIL import Image
+    from PIL import Image  # lazy: only the JPEG datasets decode images
 
     out = np.empty((len(files), 3, size, size), dtype=np.uint8)
     for i, f in enumerate(files):
@@ -333,7 +333,7 @@ def cifar_jpeg_files(root: Path, split: str) -> tuple[list[Path], np.ndarray, li
 
 def _decode_cifar_image(path: Path, data: bytes) -> np.ndarray:
     """One CIFAR-10 JPEG (its bytes) as uint8 32 x 32 x 3."""
-    from PIL import Image
+    from PIL import Image  # lazy: only the JPEG datasets decode images
 
     try:
         with Image.open(io.BytesIO(data)) as im:

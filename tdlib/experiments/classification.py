@@ -23,6 +23,7 @@ from tdlib.experiments.paper import PAPER_CLEAN_ACCURACY
 from tdlib.experiments.params import Exp1Params
 from tdlib.experiments.records import AccuracyEval, Exp1Result, ModelRef
 from tdlib.training import RunResult, fit_repetitions, get_dataset, mean_std, predict
+from tdlib.zoo import evaluate_entry, read_entries
 
 __all__ = ["Exp1Run", "accuracy_table", "history_rows", "run", "test_set_label", "zoo_table"]
 
@@ -61,8 +62,6 @@ def _eval_trained(r: RunResult) -> AccuracyEval:
 def _eval_zoo(params: Exp1Params) -> tuple[list[AccuracyEval], list[Any]]:
     """Every zoo model of ``ZOO_DATASETS`` (all its variants: CIFAR-10's TD_uni is judged against
     BU too), evaluated on the full official test set."""
-    from tdlib.zoo import evaluate_entry, read_entries
-
     evals, entries = [], []
     for e in read_entries():
         if e.dataset not in params.zoo_datasets:

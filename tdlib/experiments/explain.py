@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from tdlib.bitstring import bits
+from tdlib.bitstring import bits, unbits
+from tdlib.config import run_config
 from tdlib.data import BoxedImages, load_boxed_imagenette
 from tdlib.experiments.models import ProvidedModel, provide, zoo_has
 from tdlib.experiments.params import Common, ImagenetteParams, LocalisationParams
@@ -30,6 +31,7 @@ from tdlib.explain import gradcam, road_scores
 from tdlib.explain.gradcam import Normalisation, Output, stage_names
 from tdlib.explain.localization import localization_per_image
 from tdlib.training import mean_std, predict
+from tdlib.zoo import evaluate_entry, find_entry
 
 __all__ = [
     "LOCALISATION_BACKBONE",
@@ -63,8 +65,6 @@ def _seeds(dataset: str, variant: str, common: Common, use_zoo: bool) -> list[in
         while zoo_has(dataset, LOCALISATION_BACKBONE, variant, common.seed + len(reps)):
             reps.append(len(reps))
         return reps
-    from tdlib.config import run_config
-
     cfg = run_config(dataset, LOCALISATION_BACKBONE, variant, profile=common.profile)
     return list(range(cfg.train.repetitions))
 
@@ -102,8 +102,6 @@ def run_localisation(params: LocalisationParams, *, progress: bool = True) -> Lo
 def aggregate(record: LocalisationResult) -> list[dict[str, Any]]:
     """Mean ± std over models of the per-model mean scores, per (dataset, variant, stage,
     protocol), for tables and bar charts."""
-    from tdlib.bitstring import unbits
-
     groups: dict[tuple[str, str, str, str, bool], list[LocalisationEval]] = {}
     for e in record.evals:
         protocol = f"{e.normalisation}/{e.target}"
@@ -135,8 +133,6 @@ def _zoo_correct(pm: ProvidedModel) -> str | None:
     """Per-image correctness of a zoo model on its full validation set (cached per weights)."""
     if pm.ref.source != "zoo":
         return None
-    from tdlib.zoo import evaluate_entry, find_entry
-
     res = evaluate_entry(find_entry(pm.ref.dataset, pm.ref.backbone, pm.ref.variant, pm.ref.seed))
     return bits(res.correct)
 

@@ -18,6 +18,8 @@ from tdlib.data import DatasetBundle, load_dataset
 from tdlib.errors import ConfigError, UnknownNameError
 from tdlib.experiments.params import Common
 from tdlib.experiments.records import ModelRef
+from tdlib.training import fit_or_load, get_dataset
+from tdlib.zoo import find_entry, load_entry
 
 __all__ = ["ProvidedModel", "provide", "zoo_has"]
 
@@ -35,8 +37,6 @@ class ProvidedModel:
 
 def zoo_has(dataset: str, backbone: str, variant: str, seed: int) -> bool:
     """True when the zoo holds this model."""
-    from tdlib.zoo import find_entry
-
     try:
         find_entry(dataset, backbone, variant, seed)
     except UnknownNameError:
@@ -55,8 +55,6 @@ def provide(dataset: str, backbone: str, variant: str, common: Common, *, pretra
     Raises:
         ConfigError: ``require_zoo`` and the zoo lacks the model (the message lists what it holds).
     """
-    from tdlib.zoo import find_entry, load_entry
-
     seed = common.seed + rep
     if pretrained and (require_zoo or zoo_has(dataset, backbone, variant, seed)):
         try:
@@ -72,8 +70,6 @@ def provide(dataset: str, backbone: str, variant: str, common: Common, *, pretra
         ref = ModelRef(dataset, backbone, variant, seed, "zoo", entry.name, entry.test_accuracy,
                        entry.test_images)
         return ProvidedModel(ref, model, data, cfg, f"zoo-{entry.name}-{entry.sha256[:12]}")
-    from tdlib.training import fit_or_load, get_dataset
-
     cfg = run_config(dataset, backbone, variant, profile=common.profile, seed=common.seed,
                      root=common.data_dir)
     data = get_dataset(cfg.data)

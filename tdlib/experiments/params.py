@@ -34,6 +34,9 @@ from tdlib.config import (
     get_profile,
 )
 from tdlib.errors import ConfigError, check_name
+from tdlib.experiments import store
+from tdlib.experiments.records import ResultMeta
+from tdlib.names import ATTACKS, PAPER_ATTACKS, WHITEBOX_ATTACKS
 
 __all__ = [
     "ArchitectureParams",
@@ -130,6 +133,8 @@ class Common:
 
     def check_environment(self) -> None:
         """Check what must exist before anything runs: the device and the data root."""
+        # lazy: tdlib.data and tdlib.utils import torch; validating parameters (tdlib.runner,
+        # the sweep's grid, the CLI) does not need it
         from tdlib.data.root import data_root
         from tdlib.utils import select_device
 
@@ -203,24 +208,17 @@ class ExperimentParams:
 
     def identity(self) -> tuple[str, str, str]:
         """(experiment, profile, params hash): where the result is stored."""
-        from tdlib.experiments.store import params_hash
-
-        return self.EXPERIMENT, self.common.profile, params_hash(
+        return self.EXPERIMENT, self.common.profile, store.params_hash(
             self.EXPERIMENT, self.common.profile, self.resolved())
 
     def meta(self) -> Any:
         """A fresh :class:`~tdlib.experiments.records.ResultMeta` for this run."""
-        from tdlib.experiments.records import ResultMeta
-        from tdlib.experiments.store import now, source_hash
-
         exp, profile, phash = self.identity()
-        return ResultMeta(exp, profile, self.notebook_values(), phash, now(), source_hash())
+        return ResultMeta(exp, profile, self.notebook_values(), phash, store.now(), store.source_hash())
 
     def result_path(self) -> Any:
-        from tdlib.experiments.store import result_path
-
         exp, profile, phash = self.identity()
-        return result_path(exp, profile, phash, self.common.run_dir)
+        return store.result_path(exp, profile, phash, self.common.run_dir)
 
     @property
     def prof(self) -> Profile:
@@ -229,7 +227,7 @@ class ExperimentParams:
     def setup(self) -> None:
         """What a notebook does once its parameters are valid: check the device and the data
         root, seed every RNG with ``SEED``, and make plotly figures survive into the book's HTML."""
-        from tdlib.utils import seed_everything
+        from tdlib.utils import seed_everything  # lazy: imports torch (see check_environment)
 
         self.common.check_environment()
         seed_everything(self.common.seed)
@@ -366,8 +364,6 @@ class Exp2Params(ExperimentParams, _AttackedSample):
     pretrained: bool | None = _nb("PRETRAINED", None, "None (the profile's), True (the zoo) or False")
 
     def __post_init__(self) -> None:
-        from tdlib.attacks import ATTACKS, WHITEBOX_ATTACKS
-
         object.__setattr__(self, "datasets", _names("DATASETS", self.datasets, DATASETS, "dataset"))
         object.__setattr__(self, "backbones", _names("BACKBONES", self.backbones, BACKBONES, "backbone"))
         object.__setattr__(self, "variants", _names("VARIANTS", self.variants, VARIANTS, "variant"))
@@ -406,8 +402,6 @@ class ScaleParams(ExperimentParams, _AttackedSample):
     pretrained: bool | None = _nb("PRETRAINED", None, "None (the profile's), True (the zoo) or False")
 
     def __post_init__(self) -> None:
-        from tdlib.attacks import PAPER_ATTACKS
-
         object.__setattr__(self, "datasets", _names("DATASETS", self.datasets, DATASETS, "dataset"))
         missing = [d for d in self.datasets if d not in SCALE_BACKBONE]
         if missing:

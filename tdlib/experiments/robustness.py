@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from tdlib.attacks import AttackResult, accuracy_loss_curve, attack_summary, robustness_sweep
+from tdlib.attacks import AttackResult, accuracy_loss_curve, attack_summary, robustness_sweep, select_examples
 from tdlib.attacks.scales import SCALE_SUBSETS, scale_perturbation, scale_removal
+from tdlib.attacks.sweep import rep_path
 from tdlib.bitstring import bits, unbits
 from tdlib.config import DATASET_BACKBONES
 from tdlib.errors import ConfigError
@@ -110,8 +111,6 @@ class RobustnessRun:
 
     def rep_l2(self, attack: str, rep: int) -> torch.Tensor:
         """Per-image L2 of one repetition of ``attack`` (as saved by the sweep)."""
-        from tdlib.attacks.sweep import rep_path
-
         state = torch.load(rep_path(self.folder, attack, rep), map_location="cpu", weights_only=True)
         l2: torch.Tensor = state["result"]["l2"]
         return l2
@@ -209,8 +208,6 @@ def run_scales(params: ScaleParams, *, progress: bool = True) -> ScaleRun:
 
 def example_images(runs: Sequence[RobustnessRun], attack: str, k: int = 6) -> dict[str, torch.Tensor]:
     """Rows "<model> original / adversarial / difference" of ``k`` successful examples per run."""
-    from tdlib.attacks import select_examples
-
     rows: dict[str, torch.Tensor] = {}
     for r in runs:
         if attack not in r.results:

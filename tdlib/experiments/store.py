@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tdlib.errors import ConfigError, ResultsError
+from tdlib.experiments.records import record_from_json, record_to_json
 from tdlib.io import default_runs_root, utc_now, write_json
 
 __all__ = ["load_results", "params_hash", "result_path", "save_result", "source_hash"]
@@ -60,8 +61,6 @@ def now() -> str:
 
 def save_result(record: Any, runs_root: str | Path | None = None) -> Path:
     """Write a result record (see :mod:`tdlib.experiments.records`) under its identity."""
-    from tdlib.experiments.records import record_to_json
-
     meta = record.meta
     path = result_path(meta.experiment, meta.profile, meta.params_hash, runs_root)
     return write_json(path, record_to_json(record))
@@ -74,8 +73,6 @@ def load_result(path: str | Path) -> Any:
         ResultsError: the file is not JSON, or not a result record of this tdlib version; the
             message names the file and what to do.
     """
-    from tdlib.experiments.records import record_from_json
-
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tdlib.archive.records import archive_records
 from tdlib.config import get_profile
 from tdlib.experiments.claims import ClaimRow, merge_rows, missing_rows
 from tdlib.experiments.records import all_claim_rows
@@ -27,8 +28,6 @@ def profile_claims(profile: str, runs_root: str | Path | None = None) -> tuple[l
     """
     records: list[Any] = load_results(profile, runs_root)
     if get_profile(profile).pretrained:  # the archive measures the zoo's models, as this profile uses
-        from tdlib.archive.records import archive_records
-
         records += archive_records()
     rows = merge_rows(all_claim_rows(records))
     return rows + missing_rows(rows), records

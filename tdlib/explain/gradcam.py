@@ -36,16 +36,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tdlib.errors import ConfigError, InputShapeError, UnknownNameError
-
-if TYPE_CHECKING:
-    import numpy as np
 
 Normalisation = Literal["library", "paper"]
 NORMALISATIONS: tuple[str, ...] = ("library", "paper")
@@ -139,7 +137,6 @@ def paper_normalise(
 @functools.cache
 def _cam_classes() -> dict[str, Any]:
     """Build the CAM classes on first use (importing pytorch_grad_cam takes seconds)."""
-    import numpy as np
     from pytorch_grad_cam import GradCAM
 
     class PaperGradCAM(GradCAM):

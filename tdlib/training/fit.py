@@ -41,6 +41,7 @@ from tdlib.io import (
     write_csv,
     write_json,
 )
+from tdlib.models import build_model, model_summary
 from tdlib.progress import progress_bar
 from tdlib.training import distributed as dist_utils
 from tdlib.training.checkpoint import (
@@ -97,8 +98,6 @@ def get_dataset(cfg: Any) -> DatasetBundle:
 
 def build_for(cfg: RunConfig, data: DatasetBundle) -> nn.Module:
     """The model of ``cfg`` sized for ``data`` (channels, input size, classes, pixel mean)."""
-    from tdlib.models import build_model
-
     c, h, _ = data.input_shape
     return build_model(
         cfg.model.backbone, cfg.model.variant, data.spec.num_classes,
@@ -119,8 +118,6 @@ def _describe(cfg: RunConfig) -> str:
 
 
 def _count(model: nn.Module) -> tuple[int, int]:
-    from tdlib.models import model_summary
-
     s = model_summary(model)  # type: ignore[arg-type]
     return int(s["params"]), int(s["macs"])
 

@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save
 
-from tdlib.config import config_hash, to_dict
+from tdlib.bitstring import bits
+from tdlib.config import config_hash, run_config, to_dict
 from tdlib.errors import ConfigError
-from tdlib.io import utc_now
+from tdlib.io import atomic_write_bytes, read_json, utc_now, write_json
+from tdlib.training import fit_or_load, get_dataset, run_folder
 from tdlib.zoo.manifest import ZooEntry, sha256_file, write_entry, zoo_dir
 from tdlib.zoo.plan import ZOO_PLAN, PlanEntry
+from tdlib.zoo.registry import evaluate_entry
 
 __all__ = ["PROVENANCE_FILE", "export_run", "machine_description", "select_plan", "train_entries"]
 
@@ -78,12 +82,6 @@ def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None
     The test accuracy in the manifest is recomputed from the exported file on the full official
     test set (not copied from the run), so the manifest describes exactly what was shipped.
     """
-    from safetensors.torch import save
-
-    from tdlib.bitstring import bits
-    from tdlib.io import atomic_write_bytes, read_json
-    from tdlib.zoo.registry import evaluate_entry
-
     base = zoo_dir(root)
     base.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
@@ -133,27 +131,19 @@ def export_run(plan: PlanEntry, run: Any, *, root: str | os.PathLike[str] | None
 
 
 def _train_images(cfg: Any) -> int:
-    from tdlib.training import get_dataset
-
     return len(get_dataset(cfg.data).train)
 
 
 def _held_out(cfg: Any) -> int:
-    from tdlib.training import get_dataset
-
     return int(get_dataset(cfg.data).held_out_boxed)
 
 
 def _paper_epochs(plan: PlanEntry) -> int:
-    from tdlib.config import run_config
-
     return run_config(plan.dataset, plan.backbone, plan.variant, profile="paper").train.epochs
 
 
 def write_provenance(folder: Path, *, threads: int, note: str = "") -> None:
     """Record where and from which commit a zoo run is trained (once, before it starts)."""
-    from tdlib.io import write_json
-
     path = folder / PROVENANCE_FILE
     if path.is_file():
         return
@@ -167,8 +157,6 @@ def train_entries(*, only: str | None = None, runs_root: str | Path | None = Non
                   device: str = "auto", progress: bool = True,
                   log: Callable[[str], None] = print) -> list[ZooEntry]:
     """Train (or resume, or reuse) the selected plan entries and export each one as it finishes."""
-    from tdlib.training import fit_or_load, get_dataset, run_folder
-
     out = []
     for plan in select_plan(only):
         cfg = plan.config(data_root)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tdlib.errors import CheckpointError
-from tdlib.io import sha256_file
+from tdlib.io import sha256_file, write_json
 
 __all__ = ["ZOO_ENV", "ZooEntry", "ZooError", "read_entries", "read_entry", "sha256_file",
            "write_entry", "zoo_dir"]
@@ -109,6 +109,4 @@ def read_entries(root: str | os.PathLike[str] | None = None) -> list[ZooEntry]:
 
 def write_entry(entry: ZooEntry, root: str | os.PathLike[str] | None = None) -> Path:
     """Write a manifest (atomically)."""
-    from tdlib.io import write_json
-
     return write_json(_manifest_path(zoo_dir(root), entry.name), entry.to_json())

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tdlib.config import RunConfig, run_config
+from tdlib.errors import check_name
 
 __all__ = ["ZOO_PLAN", "PlanEntry", "plan_entry"]
 
@@ -100,7 +101,5 @@ def plan_entry(name: str) -> PlanEntry:
     Raises:
         UnknownNameError: no such entry (the message lists them).
     """
-    from tdlib.errors import check_name
-
     by_name = {e.name: e for e in ZOO_PLAN}
     return by_name[check_name("zoo entry", name, by_name)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -11,10 +12,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
+from tdlib.attacks.queries import query_model
+from tdlib.bitstring import bits, unbits
+from tdlib.config import config_hash
+from tdlib.data import load_dataset
+from tdlib.data.datasets import SPECS
 from tdlib.errors import UnknownNameError
+from tdlib.io import default_runs_root, read_json, write_json
+from tdlib.models import build_model
 from tdlib.zoo.manifest import ZooEntry, ZooError, read_entries, sha256_file, zoo_dir
+from tdlib.zoo.plan import plan_entry
 
 __all__ = [
     "VERIFY_TOLERANCE",
@@ -47,9 +58,6 @@ def find_entry(dataset: str, backbone: str, variant: str, seed: int = 0,
 
 
 def _build(entry: ZooEntry) -> nn.Module:
-    from tdlib.data.datasets import SPECS
-    from tdlib.models import build_model
-
     spec = SPECS[entry.dataset]
     c, h, _ = spec.input_shape
     h = _image_size(entry) or h
@@ -73,9 +81,6 @@ def load_entry(entry: ZooEntry, root: str | os.PathLike[str] | None = None,
         ZooError: the weights file is missing, its sha256 or size differs from the manifest
             (tampered or corrupted), or its tensors do not fit the architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = entry.weights_path(zoo_dir(root))
     if not path.is_file():
         raise ZooError(f"zoo weights {path} are missing; restore them (git checkout / git lfs "
@@ -133,8 +138,6 @@ class EvalResult:
 
 
 def _cache_path(entry: ZooEntry, runs_root: str | os.PathLike[str] | None) -> Path:
-    from tdlib.io import default_runs_root
-
     base = Path(runs_root).expanduser() if runs_root is not None else default_runs_root()
     return base / "zoo" / f"{entry.name}-{entry.sha256[:12]}.json"
 
@@ -148,11 +151,6 @@ def evaluate_entry(entry: ZooEntry, *, root: str | os.PathLike[str] | None = Non
     The answer is cached per weights file (sha256) under ``<runs>/zoo/``; ``use_cache=False``
     recomputes (``zoo verify`` does).
     """
-    from tdlib.attacks.queries import query_model
-    from tdlib.bitstring import bits, unbits
-    from tdlib.data import load_dataset
-    from tdlib.io import read_json, write_json
-
     if use_cache and entry.correct:  # recorded in the manifest (zoo verify recomputes it)
         correct = unbits(entry.correct)
         return EvalResult(entry.name, entry.test_accuracy, entry.test_images, correct,
@@ -194,12 +192,6 @@ def verify(*, root: str | os.PathLike[str] | None = None, data_root: str | None 
         One row per entry (``ok`` True/False with the reason); raises nothing for a failed check
         so that every entry is reported.
     """
-    import fnmatch
-
-    from tdlib.bitstring import bits
-    from tdlib.config import config_hash
-    from tdlib.zoo.plan import plan_entry
-
     rows = []
     for e in read_entries(root):
         if only and not any(fnmatch.fnmatch(e.name, p.strip()) for p in only.split(",")):

@@ -110,7 +110,7 @@ def test_gpu_check_refuses_to_run_without_a_gpu() -> None:
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.py"
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no CUDA GPU is available") and proc.stdout == ""

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT_S = 600
 SWEEP_CELL_TIMEOUT_S = 1800  # per cell; a shared 2-core machine can be several times slower than an idle one
 #: Figures each executed page must show at any profile: minimum counts of plotly figures (drawn by plotly.js)

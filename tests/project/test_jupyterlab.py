@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "02_adversarial_robustness.ipynb"
 PARAMETERS = {"PROFILE": "smoke", "DATASETS": ["mnist"], "ATTACKS": ["gaussian_blur", "additive_gaussian"],
               "WHITEBOX": [], "N_SAMPLES": 8, "FOURIER": False}

@@ -1,4 +1,4 @@
-"""Hardening: every bad input to the attack engine is one clear tdlib error, raised before anything
+"""Every bad input to the attack engine is one clear tdlib error, raised before anything
 is written (the sweep's out_dir and lock do not exist afterwards); queries skip the per-forward
 value checks without changing results."""
 

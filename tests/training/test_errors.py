@@ -1,4 +1,4 @@
-"""Hardening: empty data and labels that do not fit the model in the training engine."""
+"""Empty data and labels that do not fit the model in the training engine."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Hardening: image-folder datasets with stray folders and files, mismatched splits, damaged
-mirrors, the one-line "dataset missing" error, and in-memory datasets built by hand."""
+"""Bad data as users meet it: image-folder datasets with stray folders and files, mismatched
+splits, damaged mirrors, the one-line "dataset missing" error, in-memory datasets built by hand,
+and a data root ($TDLIB_DATA, the root argument) that is a file or an empty string."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 import torch
 
 from tdlib.config import DataConfig
-from tdlib.data import ArrayDataset, load_dataset
+from tdlib.data import ArrayDataset, data_root, load_dataset
 from tdlib.data import datasets as ds_mod
 from tdlib.data.datasets import IMAGENETTE_NAMES
-from tdlib.errors import DataCorruptError, DataError, InputShapeError
+from tdlib.data.root import cache_dir
+from tdlib.errors import ConfigError, DataCorruptError, DataError, InputShapeError
 
 WNIDS = sorted(IMAGENETTE_NAMES)
 
@@ -177,3 +179,35 @@ def test_load_dataset_bad_arguments_are_config_errors() -> None:
         load_dataset({"dataset": "mnist"})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="not both"):
         load_dataset(DataConfig("mnist"), train_per_class=5)  # the keyword would be ignored
+
+
+# --------------------------------------------------------------------------- the data root from the environment
+def test_tdlib_data_pointing_at_a_file_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "data.tar"
+    f.write_bytes(b"an archive, not a folder")
+    monkeypatch.setenv("TDLIB_DATA", str(f))
+    with pytest.raises(DataError) as info:
+        data_root()
+    msg = str(info.value)
+    assert "is a file, not a folder" in msg and "$TDLIB_DATA" in msg
+    assert "does not exist" not in msg
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        load_dataset(DataConfig("mnist", root=str(f)))
+
+
+def test_empty_data_root_argument_is_not_the_current_directory(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"data root \(from the root argument\) is an empty path"):
+        data_root("")
+    with pytest.raises(ConfigError, match="empty string would mean the current directory"):
+        load_dataset(DataConfig("mnist", root=""))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_env_paths_count_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TDLIB_DATA", "")
+    monkeypatch.setenv("TDLIB_CACHE", "")
+    assert cache_dir() == Path("~/.cache/tdlib").expanduser()  # not "." (the cwd)
+    assert data_root() == cache_dir() / "data"

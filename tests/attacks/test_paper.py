@@ -3,7 +3,7 @@
 The ports below follow foolbox 2.2.1's code line by line for one image (an ``Adversarial`` that keeps
 the strictly Linf-smaller adversarial, numpy float32 arithmetic, the module-level RNGs replaced by
 the sample's own); tdlib's packed, speculative versions must return exactly what they return.
-The differential test against foolbox 2.2.1 itself is tests/test_foolbox2.py.
+The differential test against foolbox 2.2.1 itself is tests/attacks/test_foolbox2.py.
 """
 
 from __future__ import annotations

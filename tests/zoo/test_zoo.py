@@ -12,7 +12,7 @@ import torch
 from tdlib.errors import UnknownNameError
 from tdlib.zoo import ZOO_PLAN, ZooError, find_entry, load_pretrained, read_entries, verify, zoo_dir
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ENTRIES = read_entries()
 
 #: The issue's bars on the full official test sets (%).

@@ -1,12 +1,15 @@
-"""Training: recipe details, resumption, checkpoint safety, reuse, data parallelism, CLI."""
+"""Training: recipe details, resumption, checkpoint safety, reuse, data parallelism, CLI, and the
+CLI's training killed with -9 mid-epoch or run twice at once."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +31,7 @@ from tdlib.training import (
     save_checkpoint,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def smoke_cfg(variant: str = "td", epochs: int = 2, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -310,3 +313,59 @@ def test_fit_derives_the_bn_subset_seed_from_the_run_seed_and_epoch(
     assert cfg.train.bn_recalibration
     fit_or_load(cfg, runs_root=tmp_path, device="cpu", progress=False)
     assert seen == [3 * 1_000_003 + 0, 3 * 1_000_003 + 1]  # distinct per epoch, from the run seed
+
+
+# --------------------------------------------------------------------------- processes: kill -9, two at once
+TRAIN = [sys.executable, "-m", "tdlib", "train", "--dataset", "mnist", "--backbone", "nin_light",
+         "--variant", "bu", "--profile", "smoke", "--epochs", "3", "--device", "cpu", "--json"]
+
+
+def _env(runs: Path) -> dict[str, str]:
+    return {**os.environ, "TDLIB_RUNS": str(runs), "TDLIB_THREADS": "1"}
+
+
+def test_kill_minus_nine_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    cfg = run_config("mnist", "nin_light", "bu", profile="smoke", epochs=3)
+    # the uninterrupted reference: the same command, same environment (threads change float order)
+    ref = subprocess.run(TRAIN, env=_env(tmp_path / "ref"), cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    reference = json.loads(ref.stdout)
+    ref_weights = load_checkpoint(run_folder(cfg, 0, tmp_path / "ref") / "model.pt")["model"]
+
+    runs = tmp_path / "killed"
+    folder = run_folder(cfg, 0, runs)
+    proc = subprocess.Popen(TRAIN, env=_env(runs), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        hist = folder / "history.json"
+        if hist.is_file() and len(json.loads(hist.read_text())) >= 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)  # mid-epoch 2 (epoch 1 is checkpointed)
+    proc.wait()
+    assert not (folder / "DONE.json").exists()
+    ckpt = load_checkpoint(folder / "checkpoint.pt")
+    assert 1 <= ckpt["epoch"] < 3
+
+    out = subprocess.run(TRAIN, env=_env(runs), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    resumed = json.loads(out.stdout)
+    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    weights = load_checkpoint(folder / "model.pt")["model"]
+    assert weights.keys() == ref_weights.keys()
+    for k, v in ref_weights.items():
+        assert torch.equal(weights[k], v), k
+
+
+def test_two_processes_same_config_do_not_corrupt_each_other(tmp_path: Path) -> None:
+    cmd = [*TRAIN[:TRAIN.index("--epochs") + 1], "1", "--device", "cpu", "--json"]
+    procs = [subprocess.Popen(cmd, env=_env(tmp_path), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    results = [json.loads(o[0]) for o in outs]
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+    assert sorted(r["reused"] for r in results) == [False, True]  # one trained, one waited and reused
