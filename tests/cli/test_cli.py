@@ -69,7 +69,7 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: tup
     (("sweep", "--profile", "smoke", "--only", "07_*"), "matches no job"),
     (("sweep", "--profile", "smoke", "--shard", "3/2"), "shard must look like"),
     (("sweep", "--profile", "smoke", "--device", "cuda:7"), "CUDA"),
-    (("zoo", "train", "--only", "cifar*"), "matches no zoo entry"),
+    (("zoo", "train", "--only", "cifar100*"), "matches no zoo entry"),
 ])
 def test_bad_values_are_one_line_and_start_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                    argv: tuple[str, ...], fragment: str) -> None:
