@@ -19,11 +19,12 @@ ENTRIES = read_entries()
 BARS = {("mnist", "lenetfc"): 99.0, ("mnist", "nin_light"): 99.3,
         ("fashion_mnist", "lenetfc"): 89.5, ("fashion_mnist", "nin_light"): 92.0}
 #: Bars on BU alone (TD's accuracy there is a measurement, compared by the claims engine).
-BU_BARS = {("imagenette", "resnet18_half"): 80.0}
+BU_BARS = {("imagenette", "resnet18_half"): 80.0, ("cifar10_aug", "resnet32"): 90.0}
 #: (test images, training images) of each dataset's zoo recipe: the full official test set and the
 #: 90% training split (Imagenette: of the 8,650 training images left once the 819 boxed ones are
 #: held out).
-SIZES = {"mnist": (10_000, 54_000), "fashion_mnist": (10_000, 54_000), "imagenette": (3_925, 7_785)}
+SIZES = {"mnist": (10_000, 54_000), "fashion_mnist": (10_000, 54_000), "imagenette": (3_925, 7_785),
+         "cifar10_aug": (10_000, 45_000)}
 
 needs_zoo = pytest.mark.skipif(not ENTRIES, reason="the zoo folder holds no model")
 
@@ -48,14 +49,17 @@ def test_every_entry_is_planned_and_documented() -> None:
 
 #: Required entries below their bar, with where they stand (strict: reaching the bar fails the test,
 #: so the mark is removed when the entry is retrained).
-BELOW_BAR: dict[str, str] = {}  # every required entry meets its bar
+BELOW_BAR: dict[str, str] = {
+    "cifar10_aug-resnet32-bu-s0": "88.60% after 100 of the paper's 200 epochs (40 epochs: 87.44%) on the "
+                                  "mirror's JPEG copies of CIFAR-10; bar 90.0%",
+}
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(f"{d}-{b}-{v}-s0", marks=[pytest.mark.xfail(strict=True, raises=AssertionError,
-                                                          reason=BELOW_BAR[f"{d}-{b}-{v}-s0"])]
-                 if f"{d}-{b}-{v}-s0" in BELOW_BAR else [])
-    for (d, b) in BARS for v in ("bu", "td")] + [f"{d}-{b}-bu-s0" for (d, b) in BU_BARS])
+    pytest.param(n, marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=BELOW_BAR[n])]
+                 if n in BELOW_BAR else [])
+    for n in [f"{d}-{b}-{v}-s0" for (d, b) in BARS for v in ("bu", "td")]
+    + [f"{d}-{b}-bu-s0" for (d, b) in BU_BARS]])
 def test_required_entries_meet_their_bars(name: str) -> None:
     """The issue's required entries exist (seed 0, BU and TD) and reach their bars."""
     dataset, backbone, variant, _ = name.split("-")
