@@ -23,7 +23,7 @@ from tdlib.config import config_hash, run_config, to_dict
 from tdlib.errors import ConfigError
 from tdlib.io import atomic_write_bytes, read_json, utc_now, write_json
 from tdlib.training import fit_or_load, get_dataset, run_folder
-from tdlib.zoo.manifest import ZooEntry, sha256_file, write_entry, zoo_dir
+from tdlib.zoo.manifest import ZooEntry, ZooError, read_entry, sha256_file, write_entry, zoo_dir
 from tdlib.zoo.plan import ZOO_PLAN, PlanEntry
 from tdlib.zoo.registry import evaluate_entry
 
@@ -152,6 +152,28 @@ def write_provenance(folder: Path, *, threads: int, note: str = "") -> None:
                       "note": note})
 
 
+def exported_from(plan: PlanEntry, run: Any, root: str | os.PathLike[str] | None = None) -> ZooEntry | None:
+    """The zoo's entry for ``plan`` if it was exported from this very run (same config hash, same
+    training start) and its weights file still has the recorded sha256; otherwise None.
+
+    Re-exporting such a run would only rewrite the same weights (safetensors' header order is not
+    stable across processes, so even the bytes would change) and re-evaluate the test set.
+    """
+    base = zoo_dir(root)
+    manifest, prov_file = base / f"{plan.name}.json", Path(run.folder) / PROVENANCE_FILE
+    if not manifest.is_file() or not prov_file.is_file():
+        return None
+    try:
+        entry = read_entry(manifest)
+    except ZooError:
+        return None
+    started = read_json(prov_file).get("started")
+    same = (entry.config_hash == config_hash(run.config) and started is not None
+            and entry.training.get("started") == started)
+    weights = base / entry.file
+    return entry if same and weights.is_file() and sha256_file(weights) == entry.sha256 else None
+
+
 def train_entries(*, only: str | None = None, runs_root: str | Path | None = None,
                   root: str | os.PathLike[str] | None = None, data_root: str | None = None,
                   device: str = "auto", progress: bool = True,
@@ -167,6 +189,11 @@ def train_entries(*, only: str | None = None, runs_root: str | Path | None = Non
             write_provenance(folder, threads=torch.get_num_threads())
         log(f"[zoo] {plan.name}: {cfg.train.epochs} epochs on {len(data.train)} images ({folder})")
         run = fit_or_load(cfg, runs_root=runs_root, device=device, data=data, progress=progress)
+        kept = exported_from(plan, run, root)
+        if kept is not None:
+            log(f"[zoo] {plan.name}: already exported from this run ({kept.test_accuracy:.2f}%), kept as is")
+            out.append(kept)
+            continue
         entry = export_run(plan, run, root=root, data_root=data_root)
         log(f"[zoo] {plan.name}: test accuracy {entry.test_accuracy:.2f}% "
             f"({entry.training['minutes']} min) -> {zoo_dir(root) / entry.file}")

@@ -126,3 +126,32 @@ def test_torch_hub_local_returns_the_manifests_model() -> None:
     fresh = torch.hub.load(str(REPO), "td_network", dataset="fashion_mnist", backbone="nin_light",
                            variant="td", source="local")
     assert fresh.input_shape == (1, 28, 28)
+
+
+@needs_zoo
+def test_a_run_already_exported_is_kept_rather_than_rewritten(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tdlib.io import write_json
+    from tdlib.zoo.build import PROVENANCE_FILE, exported_from
+
+    plan = next(p for p in ZOO_PLAN if p.name == "mnist-lenetfc-bu-s0")
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for ext in ("json", "safetensors"):
+        shutil.copy(zoo_dir() / f"{plan.name}.{ext}", zoo)
+    entry = next(e for e in ENTRIES if e.name == plan.name)
+    run = SimpleNamespace(folder=tmp_path / "run", config=plan.config(None))
+    run.folder.mkdir()
+    write_json(run.folder / PROVENANCE_FILE, {"started": entry.training["started"]})
+    assert exported_from(plan, run, zoo) == entry
+    # another run of the same recipe (another start) is exported again
+    write_json(run.folder / PROVENANCE_FILE, {"started": "2000-01-01T00:00:00+00:00"})
+    assert exported_from(plan, run, zoo) is None
+    # so is the same run when the weights file no longer matches its manifest
+    write_json(run.folder / PROVENANCE_FILE, {"started": entry.training["started"]})
+    weights = zoo / entry.file
+    damaged = bytearray(weights.read_bytes())
+    damaged[-1] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    assert exported_from(plan, run, zoo) is None
