@@ -195,13 +195,20 @@ def run_imagenette(params: ImagenetteParams, *, progress: bool = True) -> Imagen
     return ImagenetteRun(ImagenetteResult(params.meta(), tuple(evals)), models)
 
 
-def correctly_classified(models: dict[str, ProvidedModel], k: int,
-                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to ``k`` test images that every model classifies correctly (supplement Fig 5)."""
+def correctly_classified(models: dict[str, ProvidedModel], k: int, seed: int = 0, *,
+                         chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` images of the seeded test permutation that every model classifies correctly
+    (supplement Fig 5). Predicts ``chunk`` images at a time and stops once ``k`` are found."""
     first = next(iter(models.values()))
     x, y = test_sample(first.data, None, seed)
-    ok = torch.ones(len(y), dtype=torch.bool)
-    for pm in models.values():
-        ok &= predict(pm.model.cpu(), x, device=torch.device("cpu")) == y
-    idx = torch.nonzero(ok).flatten()[:k]
+    found: list[torch.Tensor] = []
+    for start in range(0, len(y), chunk):
+        if sum(len(f) for f in found) >= k:
+            break
+        xs, ys = x[start:start + chunk], y[start:start + chunk]
+        ok = torch.ones(len(ys), dtype=torch.bool)
+        for pm in models.values():
+            ok &= predict(pm.model.cpu(), xs, device=torch.device("cpu")) == ys
+        found.append(torch.nonzero(ok).flatten() + start)
+    idx = torch.cat(found)[:k] if found else torch.zeros(0, dtype=torch.long)
     return x[idx], y[idx]

@@ -327,3 +327,47 @@ def test_softmax_output_target_is_an_option_and_differs(model: TinyNet, x: torch
 
 def test_empty_batch_gives_empty_maps(model: TinyNet, x: torch.Tensor) -> None:
     assert gradcam(model, x[:0]).shape == (0, *x.shape[-2:])
+
+
+class _IndexOracle(nn.Module):
+    """Predicts the label of image i (its pixels hold i) when ``right(i)``, else the next class."""
+
+    def __init__(self, labels: torch.Tensor, right: object) -> None:
+        super().__init__()
+        self.labels, self.right = labels, right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = x[:, 0, 0, 0].round().long()
+        cls = torch.tensor([int(self.labels[j]) if self.right(int(j)) else (int(self.labels[j]) + 1) % 3  # type: ignore[operator]
+                            for j in i])
+        return nn.functional.one_hot(cls, 3).float()
+
+
+def test_correctly_classified_takes_the_first_images_every_model_gets_right() -> None:
+    from types import SimpleNamespace
+
+    from tdlib.experiments.explain import correctly_classified
+
+    n = 50
+    labels = torch.arange(n) % 3
+    images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
+
+    class Split:
+        y = labels
+
+        def __len__(self) -> int:
+            return n
+
+        def images(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+            return images if idx is None else images[idx]
+
+    data = SimpleNamespace(test=Split())
+    models = {"bu": SimpleNamespace(data=data, model=_IndexOracle(labels, lambda i: i % 2 == 0)),
+              "td": SimpleNamespace(data=data, model=_IndexOracle(labels, lambda i: i % 3 == 0))}
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(4))
+    want = [int(i) for i in order if int(i) % 6 == 0][:3]
+    for chunk in (1, 4, 256):
+        x, y = correctly_classified(models, 3, seed=4, chunk=chunk)  # type: ignore[arg-type]
+        assert x[:, 0, 0, 0].long().tolist() == want and y.tolist() == labels[want].tolist()
+    x, _ = correctly_classified(models, 100, seed=4, chunk=7)  # type: ignore[arg-type]
+    assert sorted(x[:, 0, 0, 0].long().tolist()) == list(range(0, n, 6))
