@@ -130,6 +130,16 @@ def zoo_table(entries: Sequence[Any]) -> list[dict[str, Any]]:
     } for e in entries]
 
 
+def zoo_history_rows(entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """Per-epoch curves of zoo models as their manifests recorded them (long format, fractions):
+    validation accuracy on the held-out 10% of training, and training accuracy on the augmented
+    batches of that epoch."""
+    return [{"dataset": e.dataset, "backbone": e.backbone, "variant": e.variant, "rep": e.seed,
+             "epoch": h["epoch"], "val_accuracy": h["val_accuracy"],
+             "train_accuracy": h.get("train_accuracy", float("nan"))}
+            for e in entries for h in e.history]
+
+
 def history_rows(results: Sequence[RunResult]) -> list[dict[str, Any]]:
     """Per-epoch learning curves of every run (long format, for plotting)."""
     rows = []

@@ -23,8 +23,10 @@ def _go() -> Any:
     return go
 
 
-def learning_curves(rows: Sequence[Mapping[str, Any]], metric: str = "val_accuracy") -> Any:
-    """Per-epoch ``metric`` of every run, one panel per dataset."""
+def learning_curves(rows: Sequence[Mapping[str, Any]], metric: str = "val_accuracy",
+                    second: str | None = None) -> Any:
+    """Per-epoch ``metric`` of every run, one panel per dataset; ``second`` (e.g. ``train_accuracy``)
+    is drawn beside it in the same colour, faded, so the gap between the two shows."""
     from plotly.subplots import make_subplots
 
     go = _go()
@@ -36,16 +38,19 @@ def learning_curves(rows: Sequence[Mapping[str, Any]], metric: str = "val_accura
     for r in rows:
         runs.setdefault((r["dataset"], r["backbone"], r["variant"], r["rep"]), []).append(r)
     for (d, b, v, rep), rs in runs.items():
-        name = f"{b}/{v}"
-        fig.add_trace(go.Scatter(
-            x=[r["epoch"] for r in rs], y=[100 * r[metric] for r in rs], mode="lines+markers",
-            name=name, legendgroup=name, showlegend=name not in seen,
-            line={"color": COLORS.get(v), "dash": DASHES.get(b, "solid")},
-            hovertext=f"{name} rep {rep}",
-        ), row=1, col=datasets.index(d) + 1)
-        seen.add(name)
+        for key, faded in ((metric, False), *(((second, True),) if second else ())):
+            name = f"{b}/{v}" + (f" ({key.replace('_', ' ')})" if faded else "")
+            fig.add_trace(go.Scatter(
+                x=[r["epoch"] for r in rs], y=[100 * r[key] for r in rs],
+                mode="lines" if faded else "lines+markers", opacity=0.4 if faded else 1.0,
+                name=name, legendgroup=name, showlegend=name not in seen,
+                line={"color": COLORS.get(v), "dash": DASHES.get(b, "solid")},
+                hovertext=f"{name} rep {rep}",
+            ), row=1, col=datasets.index(d) + 1)
+            seen.add(name)
     fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text=metric.replace("_", " ") + " (%)", col=1)
+    label = metric.replace("_", " ") + (f" / {second.replace('_', ' ')}" if second else "")
+    fig.update_yaxes(title_text=label + " (%)", col=1)
     fig.update_layout(height=380, margin={"t": 40})
     return fig
 

@@ -125,3 +125,20 @@ def test_asking_for_more_test_images_than_exist_is_an_error() -> None:
     with pytest.raises(ConfigError, match="test set holds 5"):
         test_sample(data, 6, 0, strict=True)
     assert len(test_sample(data, 5, 0, strict=True)[1]) == 5
+
+
+def test_zoo_curves_carry_train_and_validation_accuracy_and_plot_both() -> None:
+    from types import SimpleNamespace
+
+    from tdlib import plots
+
+    hist = [{"epoch": e, "val_accuracy": 0.5 + e / 10, "train_accuracy": 0.6 + e / 10} for e in (1, 2, 3)]
+    entries = [SimpleNamespace(dataset="cifar10_aug", backbone="resnet32", variant=v, seed=0, history=hist)
+               for v in ("bu", "td")]
+    rows = exp1.zoo_history_rows(entries)
+    assert len(rows) == 6 and rows[0]["train_accuracy"] == pytest.approx(0.7)
+    fig = plots.learning_curves(rows, second="train_accuracy")
+    names = [t.name for t in fig.data]
+    assert names == ["resnet32/bu", "resnet32/bu (train accuracy)", "resnet32/td", "resnet32/td (train accuracy)"]
+    assert list(fig.data[1].y) == pytest.approx([70.0, 80.0, 90.0])
+    assert len(plots.learning_curves(rows).data) == 2  # without ``second``: validation only
