@@ -201,14 +201,17 @@ def correctly_classified(models: dict[str, ProvidedModel], k: int, seed: int = 0
     (supplement Fig 5). Predicts ``chunk`` images at a time and stops once ``k`` are found."""
     first = next(iter(models.values()))
     x, y = test_sample(first.data, None, seed)
+    nets = [pm.model.cpu() for pm in models.values()]
     found: list[torch.Tensor] = []
+    n_found = 0
     for start in range(0, len(y), chunk):
-        if sum(len(f) for f in found) >= k:
+        if n_found >= k:
             break
         xs, ys = x[start:start + chunk], y[start:start + chunk]
         ok = torch.ones(len(ys), dtype=torch.bool)
-        for pm in models.values():
-            ok &= predict(pm.model.cpu(), xs, device=torch.device("cpu")) == ys
+        for net in nets:
+            ok &= predict(net, xs, device=torch.device("cpu")) == ys
         found.append(torch.nonzero(ok).flatten() + start)
+        n_found += len(found[-1])
     idx = torch.cat(found)[:k] if found else torch.zeros(0, dtype=torch.long)
     return x[idx], y[idx]
