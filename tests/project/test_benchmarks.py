@@ -40,7 +40,9 @@ def test_json_report_is_well_formed(reduced_run: Path) -> None:
     assert report["data"] and all(r["ips"] > 0 for r in report["data"])
     assert {r["setting"] for r in report["variants"]} >= {"bf16 autocast", "legacy layers"}
     assert report["foolbox2"]["skipped"].startswith("reduced mode")
-    assert len(report["goals"]) == 8 and all(g["met"] in (True, False, None) for g in report["goals"])
+    assert len(report["goals"]) == 9 and all(g["met"] in (True, False, None) for g in report["goals"])
+    r32 = next(g for g in report["goals"] if g["goal"].startswith("ResNet32"))
+    assert r32["met"] is None and r32["display"] == "not run"  # reduced mode trains no ResNet32
     eff = report["efficiency"]
     assert [m["model"] for m in eff["models"]] == ["mnist-lenetfc-td"]  # reduced: the smallest model
     for r in eff["models"][0]["rows"]:
