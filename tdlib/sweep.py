@@ -237,6 +237,10 @@ def run_sweep(
         try:
             runner.execute_notebook(job.notebook, job.output, job.parameters, cell_timeout=cell_timeout,
                              env=env)
+        except runner.NotebookInterrupted as exc:
+            log(f"[sweep] {job.name}: interrupted")
+            return {"job": job.name, "ok": False, "seconds": time.perf_counter() - t0,
+                    "error": str(exc)}
         except runner.NotebookError as exc:
             log(f"[sweep] {job.name}: FAILED after {time.perf_counter() - t0:.0f} s: {exc}")
             return {"job": job.name, "ok": False, "seconds": time.perf_counter() - t0,
@@ -259,8 +263,14 @@ def run_sweep(
     first = todo([j for j in jobs if not j.depends_on])
     try:
         if parallel > 1 and len(first) > 1:
-            with ThreadPoolExecutor(max_workers=parallel) as pool:
+            pool = ThreadPoolExecutor(max_workers=parallel)
+            try:
                 records += list(pool.map(one, first))
+            except KeyboardInterrupt:  # before the pool waits for its threads' notebooks
+                runner.kill_running_kernels()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             records += [one(j) for j in first]
         for j in (j for j in jobs if j.depends_on):
@@ -270,6 +280,7 @@ def run_sweep(
                 continue
             records += [one(x) for x in todo([j])]
     except KeyboardInterrupt:
+        runner.kill_running_kernels()  # notebooks in other threads end now, not at their last cell
         log("[sweep] interrupted: finished jobs are kept; rerun the same command to continue")
         raise
     failed = [r for r in records if not r["ok"]]

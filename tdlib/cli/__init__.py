@@ -43,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (130 after any Ctrl-C, whatever happened after it)."""
+    """Entry point; returns the exit status (130 after any Ctrl-C, whatever happened after it).
+
+    Called as the program (``argv`` None: ``python -m tdlib``, the ``tdlib`` script), a Ctrl-C
+    after the first is ignored until the process has ended; called with ``argv`` (from Python),
+    the caller's own Ctrl-C handler is restored on return.
+    """
+    as_program = argv is None
     args = build_parser().parse_args(argv)
     interrupted = False
     previous = signal.getsignal(signal.SIGINT)
@@ -70,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 130
     finally:
         if in_main:
-            signal.signal(signal.SIGINT, previous)
+            # the program is about to exit: an impatient second Ctrl-C must not turn status 130
+            # into death by SIGINT in the last lines of the interpreter
+            signal.signal(signal.SIGINT, signal.SIG_IGN if as_program and interrupted else previous)
     if interrupted:
         print("interrupted: finished epochs/attacks/notebooks are saved; rerun the same command to "
               "resume", file=sys.stderr)
