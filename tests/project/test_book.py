@@ -93,8 +93,10 @@ def _copy_sources(dest: Path) -> None:
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(REPO / name, dest / name)
     shutil.copytree(REPO / "book", dest / "book", ignore=shutil.ignore_patterns("executed", "_build"))
+    # kernel-ipc-*: sockets a killed kernel of an older tdlib left beside the notebooks (copytree
+    # cannot copy a socket; kernels now keep theirs in the temporary folder)
     shutil.copytree(REPO / "notebooks", dest / "notebooks",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "kernel-ipc-*"))
     shutil.copytree(REPO / "tdlib", dest / "tdlib", ignore=shutil.ignore_patterns("__pycache__"))
     bench = REPO / "benchmarks" / "RESULTS.md"
     (dest / "benchmarks").mkdir()
