@@ -99,6 +99,7 @@ def _model_and_images(spec: ArchiveSpec, variant: str, device: str = "cpu") -> t
 def run_variant(spec: ArchiveSpec, variant: str, *, runs_root: str | os.PathLike[str] | None = None,
                 device: str = "cpu", batch_size: int = 128, progress: bool = True) -> Path:
     """Attack one variant's zoo model with every attack (resumable); return its folder."""
+    commit = _git_commit()  # the code that attacks (a later pack may run at another commit)
     entry, model, x, y = _model_and_images(spec, variant, device)
     folder = _folder(spec, variant, runs_root)
     groups = [(list(spec.attacks), spec.reps, spec.steps)] + \
@@ -109,7 +110,7 @@ def run_variant(spec: ArchiveSpec, variant: str, *, runs_root: str | os.PathLike
                          whitebox_steps=spec.whitebox_steps, progress=progress)
     write_json(folder / "run.json", {"entry": entry.name, "sha256": entry.sha256,
                                      "threads": torch.get_num_threads(), "device": str(device),
-                                     "batch_size": batch_size})
+                                     "batch_size": batch_size, "tdlib_commit": commit})
     return folder
 
 
@@ -166,6 +167,7 @@ def pack(spec: ArchiveSpec, *, runs_root: str | os.PathLike[str] | None = None,
             raise ArchiveError(f"archive {spec.name}: {v} was attacked with model {run.get('sha256')}, "
                                f"the zoo now holds {entry.sha256}: rerun `archive run` in a new runs folder")
         models[v]["threads"] = run.get("threads")
+        models[v]["tdlib_commit"] = run.get("tdlib_commit")  # where the attacks ran (pack: below)
         # the attack batch: a white-box attack's rounding depends on it (archive verify re-runs it)
         models[v]["batch_size"] = int(run.get("batch_size", 128))
         seconds[v] = {}

@@ -48,7 +48,8 @@ def machine_description() -> str:
 
 
 def _git_commit() -> str:
-    here = Path(__file__).resolve().parent
+    """The checkout's short commit, ``+dirty`` when anything under ``tdlib/`` differs from it."""
+    here = Path(__file__).resolve().parents[1]  # the package, not only tdlib/zoo
     try:
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10, check=True)

@@ -42,6 +42,9 @@ def test_archive_reads_back_with_its_manifest(built: Path) -> None:
     assert arc.l2("td", "gaussian_blur").shape == (2, 6)
     assert arc.arrays["indices"].dtype == np.int64 and len(arc.arrays["labels"]) == 6
     assert man["command"].startswith("python -m tdlib archive build") and man["machine"]
+    # the commit the attacks ran at is kept per model, beside the one that packed them
+    assert all(m["tdlib_commit"] and m["tdlib_commit"] != "None" for m in man["models"].values())
+    assert man["tdlib_commit"]
     rec = to_record(arc)
     assert {e.attack for e in rec.evals} == {"salt_and_pepper", "gaussian_blur"}
     rows = rec.claim_rows()
