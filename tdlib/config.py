@@ -27,6 +27,7 @@ from tdlib.names import (  # noqa: F401  (re-exported: the names of config recor
     DATASET_BACKBONES,
     DATASETS,
     MERGES,
+    PAPER_ATTACKS,
     PROFILES,
     PROTOCOLS,
     PYRAMIDS,
@@ -319,9 +320,7 @@ _PROFILES: dict[str, Profile] = {
         imagenette_train_per_class=None, imagenette_val_per_class=None,
         imagenette_image_size=128, imagenette_resize_size=156, imagenette_epochs=None,
         # the complete figure of the supplement (Fig 1): all ten attacks
-        exp2_attacks=("single_pixel", "salt_and_pepper", "pointwise", "additive_gaussian",
-                      "additive_uniform", "blended_uniform", "gaussian_blur", "contrast_reduction",
-                      "spatial", "shifts"),
+        exp2_attacks=PAPER_ATTACKS,
     ),
 }
 

@@ -36,6 +36,7 @@ from tdlib.errors import ConfigError
 from tdlib.experiments import store
 from tdlib.experiments.params import Common, params_for_notebook
 from tdlib.io import read_json, run_dir, write_json
+from tdlib.names import PAPER_ATTACKS, VARIANTS
 
 __all__ = ["EXECUTED", "NOTEBOOKS", "Job", "build_grid", "describe", "run_sweep", "select"]
 
@@ -44,20 +45,19 @@ NOTEBOOKS = REPO / "notebooks"
 EXECUTED = REPO / "book" / "executed"
 RESULTS_NOTEBOOK = "06_results"
 
-_ALL_TEN = ["single_pixel", "salt_and_pepper", "pointwise", "additive_gaussian", "additive_uniform",
-            "blended_uniform", "gaussian_blur", "contrast_reduction", "spatial", "shifts"]
+_ALL_TEN = list(PAPER_ATTACKS)
 
 #: Extra parameter sets run only at the paper profile (besides each notebook's book run),
 #: covering the supplement's Figures 1-3; each has its own result identity.
 PAPER_EXTRAS: dict[str, list[dict[str, Any]]] = {
     "01_classification": [
         {"DATASETS": ["cifar10", "cifar10_aug"], "BACKBONES": ["resnet32", "nin"],
-         "VARIANTS": ["bu", "td", "td_uni", "td_rev"]},
+         "VARIANTS": list(VARIANTS)},
     ],
     "02_adversarial_robustness": [
         {"DATASETS": ["mnist", "fashion_mnist"], "BACKBONES": ["nin_light"], "ATTACKS": _ALL_TEN},
         {"DATASETS": ["cifar10_aug"], "BACKBONES": ["nin", "resnet32"],
-         "VARIANTS": ["bu", "td", "td_uni", "td_rev"], "ATTACKS": _ALL_TEN},
+         "VARIANTS": list(VARIANTS), "ATTACKS": _ALL_TEN},
     ],
     "03_scale_perturbation": [
         {"DATASETS": ["cifar10_aug"], "ATTACKS": _ALL_TEN},
