@@ -228,10 +228,6 @@ def execute_notebook(
                     # the notebook, and a kernel asked while a cell runs (Ctrl-C) prints tracebacks
                     shutdown_kernel="immediate",
                 )
-            except KeyboardInterrupt:
-                _kill_kernels(kernels)
-                _quiet_interrupted_loop()
-                raise
             finally:
                 _kill_kernels(kernels)
                 with _RUNNING_LOCK:
@@ -242,6 +238,7 @@ def execute_notebook(
         _hide_source_parameters(nb)
         atomic_write_text(out, nbformat.writes(nb))
     except KeyboardInterrupt:
+        _quiet_interrupted_loop()  # the kernels are dead by now: their tasks end at once
         raise
     except Exception as exc:
         if killed:  # Ctrl-C in another thread ended this notebook: nothing failed here
